@@ -1,0 +1,3 @@
+from letta_cli.cli.main import run
+
+run()

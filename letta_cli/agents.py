@@ -1,0 +1,150 @@
+"""Agent definitions: agents.d/<name>.toml, loaded, validated, matched by tags and saved.
+
+The folder is the source of truth: files are read fresh (cached by mtime) and only the file the user
+asked to change is ever written.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import tomli_w
+from pydantic import ValidationError
+
+from letta_cli.config import describe_validation, load_toml
+from letta_cli.errors import Conflict, InvalidFile, NotFound
+from letta_cli.fsio import atomic_write
+from letta_cli.models import AgentDef
+from letta_cli.names import check_name
+from letta_cli.workspace import Workspace
+
+# (path) -> (mtime_ns, size, AgentDef): parsing 10,000 TOML files is the cost worth avoiding
+_cache: dict[Path, tuple[int, int, AgentDef]] = {}
+
+
+@dataclass
+class LoadReport:
+    agents: list[AgentDef]
+    errors: list[str]  # one line per broken file
+
+
+def parse_agent_file(path: Path) -> AgentDef:
+    st = path.stat()
+    hit = _cache.get(path)
+    if hit and hit[0] == st.st_mtime_ns and hit[1] == st.st_size:
+        return hit[2]
+    data = load_toml(path)
+    try:
+        agent = AgentDef.model_validate(data)
+    except ValidationError as exc:
+        raise InvalidFile(describe_validation(path, exc)) from None
+    if agent.name != path.stem:
+        raise InvalidFile(f"{path}: name {agent.name!r} does not match the file name {path.stem!r}")
+    _cache[path] = (st.st_mtime_ns, st.st_size, agent)
+    return agent
+
+
+def dump_agent(agent: AgentDef) -> str:
+    """TOML text of an agent, without the defaults that would only add noise to a hand-edited file."""
+    data = agent.model_dump(mode="json", exclude_none=True, exclude_defaults=True)
+    data = {"version": agent.version, "name": agent.name, **data}
+    return tomli_w.dumps(data, multiline_strings=True)
+
+
+class AgentStore:
+    def __init__(self, ws: Workspace):
+        self.ws = ws
+
+    def names(self) -> list[str]:
+        try:
+            entries = os.listdir(self.ws.agents_dir)
+        except FileNotFoundError:
+            return []
+        return sorted(e[:-5] for e in entries if e.endswith(".toml") and not e.startswith("."))
+
+    def load_all(self) -> LoadReport:
+        agents, errors = [], []
+        for name in self.names():
+            try:
+                agents.append(parse_agent_file(self.ws.agents_dir / f"{name}.toml"))
+            except InvalidFile as exc:
+                errors.append(str(exc))
+            except OSError as exc:
+                errors.append(f"{self.ws.agents_dir / (name + '.toml')}: {exc.strerror}")
+        return LoadReport(agents, errors)
+
+    def exists(self, name: str) -> bool:
+        return self.ws.agent_file(name).is_file()
+
+    def get(self, name: str) -> AgentDef:
+        path = self.ws.agent_file(name)
+        if not path.is_file():
+            raise NotFound(f"no agent named {name!r}{self.suggest(name)}")
+        return parse_agent_file(path)
+
+    def suggest(self, name: str) -> str:
+        close = difflib.get_close_matches(name, self.names(), n=3, cutoff=0.6)
+        return f" (did you mean {', '.join(close)}?)" if close else ""
+
+    def matching(self, tags: list[str]) -> LoadReport:
+        report = self.load_all()
+        report.agents = [a for a in report.agents if a.has_tags(tags)]
+        return report
+
+    def save(self, agent: AgentDef, *, overwrite: bool = False) -> Path:
+        path = self.ws.agent_file(agent.name)
+        if path.exists() and not overwrite:
+            raise Conflict(f"agent {agent.name!r} already exists ({path}); use --force to replace it")
+        self.ws.agents_dir.mkdir(parents=True, exist_ok=True)
+        atomic_write(path, dump_agent(agent))
+        return path
+
+    def delete(self, name: str) -> Path:
+        path = self.ws.agent_file(check_name(name))
+        if not path.is_file():
+            raise NotFound(f"no agent named {name!r}{self.suggest(name)}")
+        path.unlink()
+        return path
+
+
+def new_agent(
+    name: str,
+    *,
+    model: str | None = None,
+    system: str | None = None,
+    description: str = "",
+    tags: list[str] | None = None,
+    memory: dict[str, str] | None = None,
+    shared: list[str] | None = None,
+    first_tool: str | None = None,
+) -> AgentDef:
+    """Build (and validate) a definition from the `agents create` options."""
+    check_name(name)
+    data: dict = {"name": name, "description": description, "tags": tags or []}
+    if model:
+        data["model"] = model
+    if system is not None:
+        data["system"] = system
+    data["memory"] = {"blocks": {k: {"value": v} for k, v in (memory or {}).items()}, "shared": shared or []}
+    if first_tool:
+        data["tool_rules"] = {"first": first_tool}
+    try:
+        return AgentDef.model_validate(data)
+    except ValidationError as exc:
+        raise InvalidFile(describe_validation(f"agent {name!r}", exc)) from None
+
+
+def parse_assignments(items: list[str], what: str) -> dict[str, str]:
+    """['persona=I am X', ...] -> {'persona': 'I am X'}"""
+    out: dict[str, str] = {}
+    for item in items:
+        label, sep, value = item.partition("=")
+        if not sep:
+            from letta_cli.errors import UsageError
+
+            raise UsageError(f"{what} must look like LABEL=VALUE, got {item!r}")
+        out[check_name(label.strip(), "block label")] = value
+    return out

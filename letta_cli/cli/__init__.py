@@ -1,0 +1,1 @@
+"""The `agents` command: one module per command group, each a thin shell over the library."""

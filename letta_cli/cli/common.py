@@ -1,0 +1,95 @@
+"""What every command shares: the workspace option, output to stdout/stderr, JSON, reading stdin."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from dataclasses import dataclass
+from typing import Any
+
+from letta_cli.errors import UsageError
+from letta_cli.workspace import Workspace
+
+
+@dataclass
+class Globals:
+    workspace: str | None = None
+    verbose: bool = False
+    quiet: bool = False
+
+
+G = Globals()
+
+
+def workspace() -> Workspace:
+    return Workspace.find(G.workspace)
+
+
+def use_color(stream=sys.stdout) -> bool:
+    return stream.isatty() and not os.environ.get("NO_COLOR")
+
+
+_consoles: dict[str, Any] = {}
+
+
+def out():
+    """A rich console on stdout: plain text when piped or NO_COLOR is set."""
+    if "out" not in _consoles:
+        from rich.console import Console
+
+        tty = use_color(sys.stdout)
+        _consoles["out"] = Console(no_color=not tty, highlight=False, soft_wrap=not tty, emoji=False)
+    return _consoles["out"]
+
+
+def err_console():
+    if "err" not in _consoles:
+        from rich.console import Console
+
+        _consoles["err"] = Console(stderr=True, no_color=not use_color(sys.stderr), highlight=False)
+    return _consoles["err"]
+
+
+def print_json(obj: Any) -> None:
+    sys.stdout.write(json.dumps(obj, ensure_ascii=False, indent=2, default=str) + "\n")
+
+
+def print_json_line(obj: Any) -> None:
+    sys.stdout.write(json.dumps(obj, ensure_ascii=False, default=str) + "\n")
+
+
+def warn(message: str) -> None:
+    sys.stderr.write(f"agents: {message}\n")
+
+
+def info(message: str) -> None:
+    """Progress for a person at a terminal; silent when piped (quiet by default in scripts)."""
+    if not G.quiet and sys.stderr.isatty():
+        sys.stderr.write(message + "\n")
+
+
+def read_message(message: str | None, what: str = "message") -> str:
+    """MESSAGE from the argument, or stdin when it is '-' or missing and stdin is not a terminal."""
+    if message is not None and message != "-":
+        return message
+    if message is None and sys.stdin.isatty():
+        raise UsageError(f"no {what}: give it as an argument or on stdin")
+    data = sys.stdin.buffer.read()
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise UsageError(f"the {what} on stdin is not UTF-8 text") from None
+    if not text.strip():
+        raise UsageError(f"the {what} on stdin is empty")
+    return text.rstrip("\n")
+
+
+def table(*columns: str):
+    from rich import box
+    from rich.table import Table
+
+    t = Table(box=box.SIMPLE_HEAD if use_color() else box.ASCII2, show_edge=False, pad_edge=False)
+    for c in columns:
+        t.add_column(c, overflow="fold")
+    return t

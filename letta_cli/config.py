@@ -1,0 +1,115 @@
+"""Workspace settings from agents.toml: defaults for model, endpoint and limits."""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from letta_cli.errors import InvalidFile
+
+DEFAULT_MODEL = "gpt-4o-mini"
+
+
+class Limits(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    max_steps: int = Field(10, ge=1, le=1000, description="model calls per turn")
+    history_messages: int = Field(40, ge=0, description="recent history entries sent with each request")
+    history_chars: int = Field(24_000, ge=0, description="character budget for history in a request")
+    max_message_chars: int = Field(1_000_000, ge=1, description="largest message body accepted")
+    concurrency: int = Field(8, ge=1, description="agent turns running at once")
+    broadcast_concurrency: int = Field(32, ge=1, description="turns a single broadcast runs at once")
+    hop_limit: int = Field(8, ge=1, description="agent-to-agent hops in one chain")
+    chain_turn_budget: int = Field(64, ge=1, description="turns one chain may run in all")
+    max_attempts: int = Field(5, ge=1, description="tries before a message is dead-lettered")
+    retry_backoff: float = Field(0.5, ge=0, description="seconds before the first retry; doubles each time")
+    wait_timeout: float = Field(300.0, gt=0, description="seconds a wait-for-reply tool call waits")
+    model_timeout: float = Field(120.0, gt=0, description="seconds for one model request")
+    model_retries: int = Field(4, ge=0, description="SDK retries on 429/5xx/timeouts per model request")
+    chain_token_budget: int | None = Field(None, ge=1, description="tokens one chain may use")
+    agent_token_budget: int | None = Field(None, ge=1, description="tokens one agent may use per chain")
+
+
+class Price(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    prompt: float = Field(0.0, ge=0, description="USD per million prompt tokens")
+    completion: float = Field(0.0, ge=0, description="USD per million completion tokens")
+
+
+class WorkspaceConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    version: int = 1
+    model: str | None = None
+    base_url: str | None = None
+    api_key_env: str = "OPENAI_API_KEY"
+    limits: Limits = Field(default_factory=Limits)
+    prices: dict[str, Price] = Field(default_factory=dict)
+
+
+def load_toml(path: Path) -> dict:
+    """Parse a TOML file, naming the file (and line) on any error."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise InvalidFile(f"{path}: not UTF-8 text") from None
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise InvalidFile(f"{path}: invalid TOML: {exc}") from None
+
+
+def describe_validation(path: Path | str, exc: ValidationError) -> str:
+    first = exc.errors()[0]
+    where = ".".join(str(p) for p in first["loc"]) or "(top level)"
+    more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
+    return f"{path}: {where}: {first['msg']}{more}"
+
+
+def load_config(path: Path) -> WorkspaceConfig:
+    if not path.exists():
+        return WorkspaceConfig()
+    try:
+        return WorkspaceConfig.model_validate(load_toml(path))
+    except ValidationError as exc:
+        raise InvalidFile(describe_validation(path, exc)) from None
+
+
+CONFIG_TEMPLATE = """\
+# letta-cli workspace settings. Every key is optional; the values shown are the defaults.
+version = 1
+
+# Default model for agents that do not name one. "local" runs the embedded model (agents model serve).
+# model = "gpt-4o-mini"
+
+# Any OpenAI-compatible endpoint (vLLM, Ollama, llama.cpp). Falls back to $OPENAI_BASE_URL.
+# base_url = "http://127.0.0.1:8000/v1"
+
+# Name of the environment variable holding the API key. The key itself is never stored.
+# api_key_env = "OPENAI_API_KEY"
+
+[limits]
+# max_steps = 10              # model calls per turn
+# history_messages = 40       # recent history entries sent with each request
+# history_chars = 24000       # character budget for history in a request
+# max_message_chars = 1000000 # largest message body accepted
+# concurrency = 8             # agent turns running at once
+# broadcast_concurrency = 32  # turns a single broadcast runs at once
+# hop_limit = 8               # agent-to-agent hops in one chain
+# chain_turn_budget = 64      # turns one chain may run in all
+# max_attempts = 5            # tries before a message is dead-lettered
+# retry_backoff = 0.5         # seconds before the first retry; doubles each time
+# wait_timeout = 300          # seconds a wait-for-reply tool call waits
+# model_timeout = 120         # seconds for one model request
+# model_retries = 4           # retries on 429/5xx/timeouts per model request
+# chain_token_budget = 200000 # tokens one chain may use (unset: no budget)
+# agent_token_budget = 50000  # tokens one agent may use within one chain (unset: no budget)
+
+# Prices in USD per million tokens, for `agents usage` estimates.
+# [prices.gpt-4o-mini]
+# prompt = 0.15
+# completion = 0.60
+"""

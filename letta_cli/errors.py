@@ -1,0 +1,49 @@
+"""Errors a user can cause. The CLI turns each into one line on stderr and its exit code."""
+
+
+class AgentsError(Exception):
+    """Base class: a problem the user can fix, reported without a traceback."""
+
+    exit_code = 1
+
+
+class UsageError(AgentsError):
+    exit_code = 2
+
+
+class NotFound(AgentsError):
+    """An unknown agent, block or message."""
+
+    exit_code = 3
+
+
+class InvalidFile(AgentsError):
+    """A state or definition file that does not parse or validate."""
+
+    exit_code = 4
+
+
+class Conflict(AgentsError):
+    """Something already exists, or another process holds what we need."""
+
+    exit_code = 5
+
+
+class WaitTimeout(AgentsError):
+    exit_code = 6
+
+
+class ModelFailure(AgentsError):
+    """The model endpoint failed for good (after retries), or the turn ended in error."""
+
+    exit_code = 7
+
+
+class StorageError(AgentsError):
+    """The filesystem refused a write (EIO, ENOSPC, ...): we stop rather than guess."""
+
+    exit_code = 8
+
+
+class ToolError(Exception):
+    """A tool call the model got wrong: its message goes back to the model as the tool's result."""

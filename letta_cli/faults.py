@@ -1,0 +1,30 @@
+"""Test-only crash points: LETTA_CLI_CRASH_AT=name[,name...] SIGKILLs the process when it reaches one.
+
+A name may carry a count, `after_claim@3`, to die on the third time the point is reached. Real crashes
+cannot be simulated honestly by exceptions, so the process really dies.
+"""
+
+import os
+import signal
+
+_SPEC = os.environ.get("LETTA_CLI_CRASH_AT", "")
+_counts: dict[str, int] = {}
+
+
+def _targets() -> dict[str, int]:
+    out: dict[str, int] = {}
+    for item in filter(None, (s.strip() for s in _SPEC.split(","))):
+        name, _, nth = item.partition("@")
+        out[name] = int(nth) if nth.isdigit() else 1
+    return out
+
+
+_TARGETS = _targets()
+
+
+def crashpoint(name: str) -> None:
+    if not _TARGETS or name not in _TARGETS:
+        return
+    _counts[name] = _counts.get(name, 0) + 1
+    if _counts[name] == _TARGETS[name]:
+        os.kill(os.getpid(), signal.SIGKILL)

@@ -1,0 +1,129 @@
+"""Durable file primitives: atomic writes, appends, directory fsync and advisory locks.
+
+Every state file goes through here, so "nothing half-written" is decided in one place. Files are created
+0600 / folders 0700 because state may hold private conversations.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import json
+import os
+import secrets
+from pathlib import Path
+from typing import Iterator
+
+from letta_cli.errors import StorageError
+from letta_cli.faults import crashpoint
+
+FILE_MODE = 0o600
+DIR_MODE = 0o700
+
+
+def ensure_dir(path: Path) -> Path:
+    path.mkdir(mode=DIR_MODE, parents=True, exist_ok=True)
+    return path
+
+
+def fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+@contextlib.contextmanager
+def storage_errors(what: str) -> Iterator[None]:
+    """Turn OS-level write failures into one clear StorageError."""
+    try:
+        yield
+    except OSError as exc:
+        if exc.errno in (errno.ENOENT, errno.EEXIST):
+            raise
+        raise StorageError(f"cannot write {what}: {exc.strerror or exc}") from exc
+
+
+def write_tmp(directory: Path, data: bytes, prefix: str = ".tmp-") -> Path:
+    """Write data to a fresh, fsynced file in `directory` and return its path."""
+    tmp = directory / f"{prefix}{os.getpid()}-{secrets.token_hex(6)}"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+        os.fsync(fd)
+    except BaseException:
+        os.close(fd)
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    os.close(fd)
+    return tmp
+
+
+def atomic_write(path: Path, data: bytes | str, *, sync_dir: bool = True) -> None:
+    """Replace `path` with `data` so that readers see the old file or the new one, never a mix."""
+    if isinstance(data, str):
+        data = data.encode()
+    with storage_errors(str(path)):
+        ensure_dir(path.parent)
+        tmp = write_tmp(path.parent, data)
+        crashpoint("during_atomic_write")
+        try:
+            os.replace(tmp, path)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
+        if sync_dir:
+            fsync_dir(path.parent)
+
+
+def atomic_write_json(path: Path, obj: object) -> None:
+    atomic_write(path, json.dumps(obj, ensure_ascii=False, indent=2) + "\n")
+
+
+def append_line(path: Path, line: str, *, sync: bool = True) -> None:
+    """Append one line with a single O_APPEND write, so concurrent appenders never interleave."""
+    data = (line.rstrip("\n") + "\n").encode()
+    with storage_errors(str(path)):
+        ensure_dir(path.parent)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, FILE_MODE)
+        try:
+            os.write(fd, data)
+            if sync:
+                os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def read_json_lines(path: Path) -> Iterator[dict]:
+    """Yield each valid JSON object line; a torn last line (crash mid-append) is skipped."""
+    try:
+        with open(path, "rb") as fh:
+            for raw in fh:
+                with contextlib.suppress(ValueError):
+                    obj = json.loads(raw)
+                    if isinstance(obj, dict):
+                        yield obj
+    except FileNotFoundError:
+        return
+
+
+@contextlib.contextmanager
+def locked(path: Path, *, blocking: bool = True) -> Iterator[bool]:
+    """Hold an exclusive flock on `path` (created if needed). Yields False if non-blocking and busy."""
+    ensure_dir(path.parent)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, FILE_MODE)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB))
+        except BlockingIOError:
+            yield False
+            return
+        yield True
+    finally:
+        os.close(fd)

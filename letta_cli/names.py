@@ -1,0 +1,29 @@
+"""The one rule for names of agents, blocks and tags: safe as file names, readable in a shell."""
+
+import re
+
+from letta_cli.errors import UsageError
+
+NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
+NAME_RULE = "lowercase letters, digits, '-' and '_', at most 64 characters, starting with a letter or digit"
+
+
+def is_valid_name(name: object) -> bool:
+    return isinstance(name, str) and NAME_RE.fullmatch(name) is not None
+
+
+def check_name(name: str, what: str = "agent name") -> str:
+    if not is_valid_name(name):
+        raise UsageError(f"invalid {what} {name!r}: use {NAME_RULE}")
+    return name
+
+
+def split_csv(values: list[str] | None) -> list[str]:
+    """`--tag a,b --tag c` -> [a, b, c], order kept, duplicates dropped."""
+    out: list[str] = []
+    for value in values or []:
+        for part in value.split(","):
+            part = part.strip()
+            if part and part not in out:
+                out.append(part)
+    return out

@@ -1,0 +1,118 @@
+"""Finding the workspace and naming every path in it."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+
+from letta_cli.config import CONFIG_TEMPLATE, WorkspaceConfig, load_config
+from letta_cli.errors import UsageError
+from letta_cli.fsio import DIR_MODE, atomic_write, ensure_dir
+from letta_cli.names import check_name
+
+STATE_GITIGNORE = "# runtime state of letta-cli: conversations, queue, blocks\n*\n"
+
+
+@dataclass(frozen=True)
+class Workspace:
+    root: Path
+
+    # --- discovery ---------------------------------------------------------------------------------
+
+    @classmethod
+    def find(cls, explicit: str | Path | None = None, cwd: Path | None = None) -> "Workspace":
+        """--workspace, else $AGENTS_HOME, else the nearest folder upward with agents.d/ or agents.toml,
+        else the current folder."""
+        if explicit:
+            return cls(Path(explicit).expanduser().resolve())
+        if os.environ.get("AGENTS_HOME"):
+            return cls(Path(os.environ["AGENTS_HOME"]).expanduser().resolve())
+        start = (cwd or Path.cwd()).resolve()
+        for folder in (start, *start.parents):
+            if (folder / "agents.d").is_dir() or (folder / "agents.toml").is_file():
+                return cls(folder)
+        return cls(start)
+
+    # --- paths -------------------------------------------------------------------------------------
+
+    @property
+    def agents_dir(self) -> Path:
+        return self.root / "agents.d"
+
+    @property
+    def config_path(self) -> Path:
+        return self.root / "agents.toml"
+
+    @property
+    def state_dir(self) -> Path:
+        return self.root / ".agents"
+
+    @property
+    def blocks_dir(self) -> Path:
+        return self.state_dir / "blocks"
+
+    @property
+    def queue_dir(self) -> Path:
+        return self.state_dir / "queue"
+
+    @property
+    def history_dir(self) -> Path:
+        return self.state_dir / "history"
+
+    @property
+    def turns_dir(self) -> Path:
+        return self.state_dir / "turns"
+
+    @property
+    def trace_path(self) -> Path:
+        return self.state_dir / "trace.jsonl"
+
+    @property
+    def scheduler_lock(self) -> Path:
+        return self.state_dir / "scheduler.lock"
+
+    def agent_file(self, name: str) -> Path:
+        return self.agents_dir / f"{check_name(name)}.toml"
+
+    def history_file(self, name: str) -> Path:
+        return self.history_dir / f"{check_name(name)}.jsonl"
+
+    @cached_property
+    def config(self) -> WorkspaceConfig:
+        return load_config(self.config_path)
+
+    # --- creation ----------------------------------------------------------------------------------
+
+    def is_initialized(self) -> bool:
+        return self.agents_dir.is_dir() or self.config_path.is_file()
+
+    def ensure_state(self) -> Path:
+        """Create .agents/ (private, git-ignored) on first use."""
+        if not self.state_dir.is_dir():
+            ensure_dir(self.state_dir)
+            os.chmod(self.state_dir, DIR_MODE)
+            atomic_write(self.state_dir / ".gitignore", STATE_GITIGNORE)
+        return self.state_dir
+
+
+def init_workspace(root: Path) -> tuple[Workspace, list[str]]:
+    """Create agents.d/, agents.toml and .agents/; existing files are left untouched."""
+    if root.exists() and not root.is_dir():
+        raise UsageError(f"{root} exists and is not a folder")
+    ws = Workspace(root.resolve())
+    created: list[str] = []
+    if not ws.agents_dir.is_dir():
+        ws.agents_dir.mkdir(parents=True)
+        created.append("agents.d/")
+    if not ws.config_path.exists():
+        atomic_write(ws.config_path, CONFIG_TEMPLATE)
+        created.append("agents.toml")
+    if not ws.state_dir.is_dir():
+        ws.ensure_state()
+        created.append(".agents/")
+    return ws, created
+
+
+__all__ = ["Workspace", "WorkspaceConfig", "init_workspace"]
