@@ -18,9 +18,9 @@ class Limits(BaseModel):
     max_steps: int = Field(10, ge=1, le=1000, description="model calls per turn")
     history_messages: int = Field(40, ge=0, description="recent history entries sent with each request")
     history_chars: int = Field(24_000, ge=0, description="character budget for history in a request")
-    max_message_chars: int = Field(1_000_000, ge=1, description="largest message body accepted")
-    concurrency: int = Field(8, ge=1, description="agent turns running at once")
-    broadcast_concurrency: int = Field(32, ge=1, description="turns a single broadcast runs at once")
+    max_message_chars: int = Field(100_000, ge=1, description="largest message body accepted")
+    concurrency: int = Field(64, ge=1, description="model calls in flight at once")
+    broadcast_concurrency: int = Field(64, ge=1, description="turns a single broadcast runs at once")
     hop_limit: int = Field(8, ge=1, description="agent-to-agent hops in one chain")
     chain_turn_budget: int = Field(64, ge=1, description="turns one chain may run in all")
     max_attempts: int = Field(5, ge=1, description="tries before a message is dead-lettered")
@@ -95,9 +95,9 @@ version = 1
 # max_steps = 10              # model calls per turn
 # history_messages = 40       # recent history entries sent with each request
 # history_chars = 24000       # character budget for history in a request
-# max_message_chars = 1000000 # largest message body accepted
-# concurrency = 8             # agent turns running at once
-# broadcast_concurrency = 32  # turns a single broadcast runs at once
+# max_message_chars = 100000  # largest message body accepted
+# concurrency = 64            # model calls in flight at once
+# broadcast_concurrency = 64  # turns a single broadcast runs at once
 # hop_limit = 8               # agent-to-agent hops in one chain
 # chain_turn_budget = 64      # turns one chain may run in all
 # max_attempts = 5            # tries before a message is dead-lettered

@@ -205,7 +205,8 @@ class Message(BaseModel):
     kind: MessageKind = "user"
     chain_id: str = ""  # the root message's id; "" means "this message is the root"
     hop: int = 0
-    reply_to: str | None = None  # for request/broadcast: the turn waiting on this message
+    reply_to: str | None = None  # request/broadcast: the message whose turn waits for this one's reply
+    parent_id: str | None = None  # the message whose turn sent this one (None: sent from a shell)
     created_at: datetime = Field(default_factory=now)
     origin_pid: int = Field(default_factory=os.getpid)
 

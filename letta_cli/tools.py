@@ -1,0 +1,113 @@
+"""Built-in tools: their JSON schemas (Letta's names and parameters) and their handlers.
+
+A handler gets the turn context and the parsed arguments and returns the text the model sees. A ToolError's
+message is returned to the model as the tool's result, and the turn goes on.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Awaitable, Callable
+
+from letta_cli.errors import ToolError
+
+if TYPE_CHECKING:
+    from letta_cli.turn import TurnContext
+
+Handler = Callable[["TurnContext", dict[str, Any]], Awaitable[str]]
+MAX_RESULT_CHARS = 8000
+
+
+@dataclass(frozen=True)
+class Tool:
+    name: str
+    schema: dict[str, Any]
+    handler: Handler
+    ends_turn: bool = False
+
+
+def function_schema(name: str, description: str, properties: dict[str, Any], required: list[str]) -> dict[str, Any]:
+    return {
+        "type": "function",
+        "function": {
+            "name": name,
+            "description": description,
+            "parameters": {"type": "object", "properties": properties, "required": required},
+        },
+    }
+
+
+def require_str(args: dict[str, Any], key: str) -> str:
+    value = args.get(key)
+    if not isinstance(value, str):
+        raise ToolError(f"argument {key!r} must be a string")
+    return value
+
+
+async def _send_message(ctx: "TurnContext", args: dict[str, Any]) -> str:
+    ctx.replies.append(require_str(args, "message"))
+    return "Sent message successfully."
+
+
+def _memory_tool(name: str) -> Handler:
+    async def handler(ctx: "TurnContext", args: dict[str, Any]) -> str:
+        from letta_cli import memory
+
+        return memory.run_memory_tool(ctx.ws, ctx.agent, name, args, edit_key=ctx.edit_key())
+
+    return handler
+
+
+def _registry() -> dict[str, Tool]:
+    from letta_cli import memory, messaging
+
+    tools = [
+        Tool(
+            "send_message",
+            function_schema(
+                "send_message",
+                "Send a message to whoever you are talking to; ends your turn.",
+                {"message": {"type": "string", "description": "The message."}},
+                ["message"],
+            ),
+            _send_message,
+        )
+    ]
+    tools += [Tool(name, schema, _memory_tool(name)) for name, schema in memory.MEMORY_TOOLS.items()]
+    tools += [Tool(name, schema, handler) for name, (schema, handler) in messaging.MESSAGING_TOOLS.items()]
+    return {t.name: t for t in tools}
+
+
+_REGISTRY: dict[str, Tool] | None = None
+
+
+def builtin_tools() -> dict[str, Tool]:
+    global _REGISTRY
+    if _REGISTRY is None:
+        _REGISTRY = _registry()
+    return _REGISTRY
+
+
+def enabled_tools(agent_tools: list[str] | None, disabled: list[str]) -> dict[str, Tool]:
+    registry = builtin_tools()
+    names = list(registry) if agent_tools is None else [n for n in agent_tools if n in registry]
+    return {n: registry[n] for n in names if n not in disabled}
+
+
+def parse_arguments(raw: str) -> dict[str, Any]:
+    if not raw or not raw.strip():
+        return {}
+    try:
+        args = json.loads(raw)
+    except ValueError as exc:
+        raise ToolError(f"the arguments are not valid JSON ({exc.msg}); send a JSON object") from None
+    if not isinstance(args, dict):
+        raise ToolError("the arguments must be a JSON object")
+    return args
+
+
+def clip_result(text: str) -> str:
+    if len(text) <= MAX_RESULT_CHARS:
+        return text
+    return text[:MAX_RESULT_CHARS] + f"... [{len(text) - MAX_RESULT_CHARS} more chars cut]"

@@ -1,0 +1,49 @@
+"""The trace: .agents/trace.jsonl, one JSON event a line, appended atomically (one O_APPEND write each).
+
+Events tie every message to its chain (chain_id) and to the turn that sent it (parent_id), so `agents trace`
+can draw the causal tree, and carry tokens and timings so `agents usage` can add them up.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Iterator
+
+from letta_cli.fsio import append_line, read_json_lines
+from letta_cli.models import Message, now
+
+TRACE_VERSION = 1
+
+
+class Trace:
+    def __init__(self, path: Path):
+        self.path = path
+
+    def emit(self, event: str, **fields: Any) -> dict:
+        record = {"v": TRACE_VERSION, "ts": now().isoformat(), "event": event, **fields}
+        append_line(self.path, json.dumps(record, ensure_ascii=False, default=str), sync=False)
+        return record
+
+    def published(self, message: Message) -> None:
+        self.emit(
+            "message",
+            message_id=message.id,
+            chain_id=message.chain_id,
+            parent_id=message.parent_id,
+            reply_to=message.reply_to,
+            sender=message.sender,
+            recipient=message.recipient,
+            kind=message.kind,
+            hop=message.hop,
+            body=clip(message.body),
+        )
+
+    def events(self) -> Iterator[dict]:
+        return read_json_lines(self.path)
+
+
+def clip(text: str | None, limit: int = 2000) -> str | None:
+    if text is None or len(text) <= limit:
+        return text
+    return text[:limit] + f"... [{len(text) - limit} more chars]"

@@ -1,0 +1,143 @@
+"""One agent turn: build the prompt, call the model, run tool calls, repeat until a plain answer.
+
+Nothing here touches the history or the queue: the turn's effects are collected into a TurnRecord, which the
+scheduler commits atomically and then applies. Memory edits happen at once (other agents must see them
+mid-turn) and are keyed by (message, tool call) so a replayed turn does not apply them twice.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from letta_cli import history
+from letta_cli.config import Limits
+from letta_cli.errors import ToolError
+from letta_cli.llm import Endpoint, ModelClient
+from letta_cli.messaging import inbound_text
+from letta_cli.models import AgentDef, HistoryEntry, Message, TurnRecord, Usage, now
+from letta_cli.tools import clip_result, enabled_tools, parse_arguments
+from letta_cli.trace import Trace, clip
+from letta_cli.workspace import Workspace
+
+if TYPE_CHECKING:
+    from letta_cli.scheduler import Scheduler
+
+IDENTITY = 'You are agent "{name}" in a multi-agent workspace; other agents address you by this id.'
+
+
+@dataclass
+class TurnContext:
+    ws: Workspace
+    scheduler: "Scheduler"
+    agent: AgentDef
+    message: Message
+    limits: Limits
+    attempts: int
+    trace: Trace
+    replies: list[str] = field(default_factory=list)
+    outbox: list[Message] = field(default_factory=list)
+    usage: Usage = field(default_factory=Usage)
+    _seq: int = 0
+    _edits: int = 0
+
+    def next_seq(self) -> int:
+        self._seq += 1
+        return self._seq - 1
+
+    def edit_key(self) -> str:
+        self._edits += 1
+        return f"{self.message.id}:{self._edits}"
+
+
+def system_prompt(ws: Workspace, agent: AgentDef) -> str:
+    """Rebuilt for every model call, so a block edited by another agent is seen at once."""
+    from letta_cli import memory
+
+    parts = [agent.system.strip(), IDENTITY.format(name=agent.name)]
+    if agent.description:
+        parts[-1] += f" Your role: {agent.description}"
+    blocks = memory.BlockStore(ws).for_agent(agent)
+    if blocks:
+        parts.append(memory.render_memory(blocks))
+    return "\n\n".join(parts)
+
+
+def entry(ctx: TurnContext, seq: int, role: str, **fields: Any) -> HistoryEntry:
+    return HistoryEntry(turn_id=ctx.message.id, seq=seq, role=role, **fields)  # type: ignore[arg-type]
+
+
+async def run_turn(ctx: TurnContext, client: ModelClient, endpoint: Endpoint) -> TurnRecord:
+    started_at, started = now(), time.monotonic()
+    agent, limits = ctx.agent, ctx.limits
+    tools = enabled_tools(agent.tools, agent.disabled_tools)
+    schemas = [t.schema for t in tools.values()]
+    terminal = set(agent.tool_rules.terminal)
+    past = [e.to_chat() for e in history.window(ctx.ws.history_file(agent.name), limits.history_messages, limits.history_chars)]
+    entries = [entry(ctx, 0, "user", content=inbound_text(ctx.message), sender=ctx.message.sender)]
+    error: str | None = None
+
+    for step in range(limits.max_steps):
+        request = [{"role": "system", "content": system_prompt(ctx.ws, agent)}, *past, *(e.to_chat() for e in entries)]
+        tool_choice: Any = "auto"
+        if step == 0 and agent.tool_rules.first in tools:
+            tool_choice = {"type": "function", "function": {"name": agent.tool_rules.first}}
+        async with ctx.scheduler.model_slot():
+            result = await client.complete(endpoint, request, schemas, tool_choice, agent.temperature)
+        from letta_cli.faults import crashpoint
+
+        crashpoint("after_model_call")
+        ctx.usage.add(result.usage)
+        ctx.trace.emit(
+            "model_call", message_id=ctx.message.id, chain_id=ctx.message.chain_id, agent=agent.name, step=step,
+            model=endpoint.model, prompt_tokens=result.usage.prompt_tokens,
+            completion_tokens=result.usage.completion_tokens, duration_ms=round(result.duration * 1000),
+            tool_calls=[c["function"]["name"] for c in result.tool_calls], attempt=ctx.attempts,
+        )
+        ctx.scheduler.charge(ctx, result.usage)
+        if not result.tool_calls:
+            text = (result.content or "").strip()
+            entries.append(entry(ctx, len(entries), "assistant", content=text))
+            if text:
+                ctx.replies.append(text)
+            break
+        entries.append(entry(ctx, len(entries), "assistant", content=result.content or "", tool_calls=result.tool_calls))
+        ends = False
+        for call in result.tool_calls:
+            name = call["function"]["name"]
+            output, failed = await run_tool(ctx, tools, name, call["function"]["arguments"])
+            entries.append(entry(ctx, len(entries), "tool", content=output, tool_call_id=call["id"], name=name))
+            ends = ends or (name in terminal and not failed)
+        if ends:
+            break
+    else:
+        error = f"step limit reached ({limits.max_steps} model calls) before a final answer"
+
+    return TurnRecord(
+        message_id=ctx.message.id, agent=agent.name, sender=ctx.message.sender, chain_id=ctx.message.chain_id,
+        status="ok", reply=ctx.replies, error=error, usage=ctx.usage, started_at=started_at, ended_at=now(),
+        attempts=ctx.attempts, history=[e.model_dump(mode="json", exclude_none=True) for e in entries],
+        outbox=ctx.outbox,
+    )
+
+
+async def run_tool(ctx: TurnContext, tools: dict, name: str, raw_args: str) -> tuple[str, bool]:
+    """Run one tool call; every mistake of the model becomes a tool error it can read and correct."""
+    started = time.monotonic()
+    failed = True
+    try:
+        tool = tools.get(name)
+        if tool is None:
+            raise ToolError(f"unknown tool {name!r}; available: {', '.join(tools) or 'none'}")
+        output = await tool.handler(ctx, parse_arguments(raw_args))
+        failed = False
+    except ToolError as exc:
+        output = f"Error: {exc}"
+    output = clip_result(output)
+    ctx.trace.emit(
+        "tool_call", message_id=ctx.message.id, chain_id=ctx.message.chain_id, agent=ctx.agent.name, tool=name,
+        arguments=clip(raw_args, 500), result=clip(output, 500), error=failed,
+        duration_ms=round((time.monotonic() - started) * 1000),
+    )
+    return output, failed
