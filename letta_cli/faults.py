@@ -28,3 +28,16 @@ def crashpoint(name: str) -> None:
     _counts[name] = _counts.get(name, 0) + 1
     if _counts[name] == _TARGETS[name]:
         os.kill(os.getpid(), signal.SIGKILL)
+
+
+# LETTA_CLI_FAIL_AT=write:ENOSPC,fsync:EIO,rename:EIO,link:EIO makes that file operation raise OSError, as a
+# full or failing disk would. Test-only, like the crash points.
+_FAILS = {
+    op: getattr(__import__("errno"), code, 5)
+    for op, _, code in (item.partition(":") for item in os.environ.get("LETTA_CLI_FAIL_AT", "").split(",") if item)
+}
+
+
+def failpoint(op: str) -> None:
+    if op in _FAILS:
+        raise OSError(_FAILS[op], f"{os.strerror(_FAILS[op])} (injected at {op})")

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Iterator
 
 from letta_cli.errors import StorageError
-from letta_cli.faults import crashpoint
+from letta_cli.faults import crashpoint, failpoint
 
 FILE_MODE = 0o600
 DIR_MODE = 0o700
@@ -51,9 +51,11 @@ def write_tmp(directory: Path, data: bytes, prefix: str = ".tmp-") -> Path:
     tmp = directory / f"{prefix}{os.getpid()}-{secrets.token_hex(6)}"
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE)
     try:
+        failpoint("write")
         view = memoryview(data)
         while view:
             view = view[os.write(fd, view):]
+        failpoint("fsync")
         os.fsync(fd)
     except BaseException:
         os.close(fd)
@@ -73,6 +75,7 @@ def atomic_write(path: Path, data: bytes | str, *, sync_dir: bool = True) -> Non
         tmp = write_tmp(path.parent, data)
         crashpoint("during_atomic_write")
         try:
+            failpoint("rename")
             os.replace(tmp, path)
         except BaseException:
             with contextlib.suppress(OSError):
@@ -93,6 +96,7 @@ def append_line(path: Path, line: str, *, sync: bool = True) -> None:
         ensure_dir(path.parent)
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, FILE_MODE)
         try:
+            failpoint("append")
             os.write(fd, data)
             if sync:
                 os.fsync(fd)

@@ -23,7 +23,7 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from letta_cli.faults import crashpoint
+from letta_cli.faults import crashpoint, failpoint
 from letta_cli.fsio import atomic_write, atomic_write_json, ensure_dir, fsync_dir, storage_errors, write_tmp
 from letta_cli.models import Message, now
 
@@ -69,6 +69,7 @@ class Queue:
             tmp = write_tmp(self.dirs["tmp"], data, prefix=f"{message.id}.")
             crashpoint("after_publish_write")
             try:
+                failpoint("link")
                 os.link(tmp, target)
             except FileExistsError:
                 pass
