@@ -19,7 +19,8 @@ from letta_cli.models import USER, Message, MessageKind, TurnRecord, new_id
 from letta_cli.queue import Queue
 from letta_cli.records import TurnRecords
 from letta_cli.scheduler import Mode, Scheduler
-from letta_cli.trace import Trace
+from letta_cli.tools import builtin_tools
+from letta_cli.trace import Listener, Trace
 from letta_cli.workspace import Workspace
 
 WAIT_POLL_SECONDS = 0.05
@@ -46,7 +47,15 @@ def check_body(ws: Workspace, body: str) -> str:
     return body
 
 
-def publish(ws: Workspace, recipients: list[str], body: str, *, sender: str = USER, kind: MessageKind = "user") -> list[Message]:
+def publish(
+    ws: Workspace,
+    recipients: list[str],
+    body: str,
+    *,
+    sender: str = USER,
+    kind: MessageKind = "user",
+    force_tool: str | None = None,
+) -> list[Message]:
     """Publish one message per recipient, all in one chain, durably; returns once they are on disk."""
     ws.ensure_state()
     check_body(ws, body)
@@ -56,15 +65,27 @@ def publish(ws: Workspace, recipients: list[str], body: str, *, sender: str = US
         store.get(name)
     queue, trace = Queue(ws.queue_dir).setup(), Trace(ws.trace_path)
     chain = new_id()
-    messages = [Message(recipient=r, body=body, sender=sender, kind=kind, chain_id=chain) for r in recipients]
+    if force_tool is not None and force_tool not in builtin_tools():
+        raise UsageError(f"unknown tool {force_tool!r}; built-in tools: {', '.join(builtin_tools())}")
+    messages = [
+        Message(recipient=r, body=body, sender=sender, kind=kind, chain_id=chain, force_tool=force_tool)
+        for r in recipients
+    ]
     for message in messages:
         queue.publish(message)
         trace.published(message)
     return messages
 
 
-def run_scheduler(ws: Workspace, mode: Mode = "drain", until: set[str] | None = None, deadline: float | None = None) -> int:
-    """Hold the scheduler lock and serve. Raises Conflict if another scheduler runs."""
+def run_scheduler(
+    ws: Workspace,
+    mode: Mode = "drain",
+    until: set[str] | None = None,
+    deadline: float | None = None,
+    on_event: Listener | None = None,
+) -> int:
+    """Hold the scheduler lock and serve. Raises Conflict if another scheduler runs.
+    `on_event` sees every trace event this process emits while serving."""
     ws.ensure_state()
     with locked(ws.scheduler_lock, blocking=False) as got:
         if not got:
@@ -72,6 +93,8 @@ def run_scheduler(ws: Workspace, mode: Mode = "drain", until: set[str] | None = 
         atomic_write(ws.state_dir / "scheduler.pid", f"{os.getpid()}\n", sync_dir=False)
         scheduler = Scheduler(ws, mode=mode, until=until)
         scheduler.deadline = deadline
+        if on_event is not None:
+            scheduler.trace = Trace(ws.trace_path, listener=on_event)
         return asyncio.run(scheduler.serve())
 
 
@@ -95,8 +118,10 @@ def wait(
     timeout: float | None = None,
     serve: bool = True,
     on_poll: Callable[[], None] | None = None,
+    on_event: Listener | None = None,
 ) -> dict[str, TurnRecord]:
-    """Wait for the turn records of `message_ids`, serving the queue meanwhile if no scheduler runs."""
+    """Wait for the turn records of `message_ids`, serving the queue meanwhile if no scheduler runs.
+    `on_poll` is called while another process serves; `on_event` sees the trace events while we serve."""
     records = TurnRecords(ws.turns_dir)
     deadline = None if timeout is None else time.monotonic() + timeout
     while True:
@@ -107,7 +132,7 @@ def wait(
             raise WaitTimeout(f"no reply within {timeout:g}s ({len(done)}/{len(message_ids)} answered); the messages stay queued")
         if serve:
             try:
-                run_scheduler(ws, "until", set(message_ids), deadline)
+                run_scheduler(ws, "until", set(message_ids), deadline, on_event)
                 continue
             except Conflict:
                 pass  # someone else serves; just wait, and take over if they stop before we are answered

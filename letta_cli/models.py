@@ -207,6 +207,7 @@ class Message(BaseModel):
     hop: int = 0
     reply_to: str | None = None  # request/broadcast: the message whose turn waits for this one's reply
     parent_id: str | None = None  # the message whose turn sent this one (None: sent from a shell)
+    force_tool: str | None = None  # a tool the model must call first in this turn (like tool_rules.first)
     created_at: datetime = Field(default_factory=now)
     origin_pid: int = Field(default_factory=os.getpid)
 

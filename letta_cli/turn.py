@@ -81,8 +81,9 @@ async def run_turn(ctx: TurnContext, client: ModelClient, endpoint: Endpoint) ->
     for step in range(limits.max_steps):
         request = [{"role": "system", "content": system_prompt(ctx.ws, agent)}, *past, *(e.to_chat() for e in entries)]
         tool_choice: Any = "auto"
-        if step == 0 and agent.tool_rules.first in tools:
-            tool_choice = {"type": "function", "function": {"name": agent.tool_rules.first}}
+        first = ctx.message.force_tool or agent.tool_rules.first
+        if step == 0 and first in tools:
+            tool_choice = {"type": "function", "function": {"name": first}}
         async with ctx.scheduler.model_slot():
             result = await client.complete(endpoint, request, schemas, tool_choice, agent.temperature)
         from letta_cli.faults import crashpoint

@@ -189,3 +189,19 @@ def test_second_scheduler_is_refused_and_sigterm_stops_cleanly(cli, llm, ws):
     assert (ws / ".agents" / "queue" / "new" / f"{mid}.json").exists()  # given back, attempt not counted
     cli.ok("run")
     assert len(turns_for(ws, "alice", "hi")) == 1
+
+
+def test_tool_option_forces_the_first_tool_of_that_turn_only(cli, llm, ws):
+    from tests.fakellm import call
+
+    agent(cli, "alice")
+    llm.script("alice", [call("core_memory_append", label="nope", content="x"), text("done")])
+    cli.ok("send", "alice", "note this", "--tool", "core_memory_append")
+    first, second = llm.requests_for("alice")
+    assert first["tool_choice"] == {"type": "function", "function": {"name": "core_memory_append"}}
+    assert second["tool_choice"] == "auto"
+    assert second["messages"][-1]["content"].startswith("Error:")  # unknown label goes back to the model
+    cli.ok("send", "alice", "again")
+    assert llm.requests_for("alice")[2]["tool_choice"] == "auto"
+    res = cli("send", "alice", "x", "--tool", "rm_rf")
+    assert res.code == 2 and "unknown tool" in res.err

@@ -8,10 +8,11 @@ import typer
 
 from letta_cli import client
 from letta_cli.agents import AgentStore
-from letta_cli.cli.common import info, out, print_json, read_message, table, workspace
+from letta_cli.cli.common import G, info, out, print_json, read_message, table, workspace
 from letta_cli.errors import ModelFailure, NotFound, UsageError
 from letta_cli.models import USER, TurnRecord
 from letta_cli.names import split_csv
+from letta_cli.progress import watching
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON (stable format, see docs/cli.md).")]
 TimeoutOpt = Annotated[Optional[float], typer.Option("--timeout", help="Seconds to wait for replies (default: no limit).")]
@@ -35,6 +36,7 @@ def register(app: typer.Typer) -> None:
         sender: FromOpt = USER,
         no_wait: NoWaitOpt = False,
         timeout: TimeoutOpt = None,
+        tool: Annotated[Optional[str], typer.Option("--tool", help="Make the model call this tool first in this turn.")] = None,
         json_out: JsonOpt = False,
     ) -> None:
         """Send a message to an agent and print its reply.
@@ -46,16 +48,17 @@ def register(app: typer.Typer) -> None:
           agents send researcher "What is a memory block?"
           git diff | agents send reviewer --json | jq -r .reply
           agents send worker-1 --no-wait "start" && agents run
+          agents send boss --tool send_message_to_agents_matching_all_tags "Poll the workers"
         """
         ws = workspace()
         client.known_agent(ws, name)
         body = read_message(message)
-        [msg] = client.publish(ws, [name], body, sender=sender)
+        [msg] = client.publish(ws, [name], body, sender=sender, force_tool=tool)
         if no_wait:
             print_json({"message_id": msg.id, "agent": name, "status": "queued"}) if json_out else out().print(msg.id)
             return
-        info(f"waiting for {name}…")
-        records = client.wait(ws, [msg.id], timeout)
+        with watching(ws, [msg], quiet=G.quiet, verbose=G.verbose) as progress:
+            records = client.wait(ws, [msg.id], timeout, on_poll=progress.on_poll, on_event=progress.on_event)
         record = records[msg.id]
         if json_out:
             print_json(
@@ -104,8 +107,8 @@ def register(app: typer.Typer) -> None:
             rows = [{"agent": m.recipient, "message_id": m.id, "status": "queued"} for m in messages]
             print_json(rows) if json_out else out().print("\n".join(m.id for m in messages))
             return
-        info(f"waiting for {len(names)} agents…")
-        records = client.wait(ws, [m.id for m in messages], timeout)
+        with watching(ws, messages, quiet=G.quiet, verbose=G.verbose) as progress:
+            records = client.wait(ws, [m.id for m in messages], timeout, on_poll=progress.on_poll, on_event=progress.on_event)
         rows = []
         for m in messages:
             rec = records.get(m.id)
