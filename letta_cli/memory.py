@@ -1,0 +1,527 @@
+"""Memory blocks: JSON files under .agents/blocks/, private to one agent or shared by many, and Letta's
+memory tools that edit them.
+
+Every change goes through BlockStore.edit, which holds the block's lock while it re-reads the file, applies
+the change, checks read-only and the limit, and writes the new file atomically. The CLI and the agents'
+tools share that one path, so they obey the same rules and concurrent processes never lose an update.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import difflib
+import json
+import os
+from pathlib import Path
+from typing import Any, Callable, Literal
+
+from pydantic import ValidationError
+
+from letta_cli.agents import AgentStore
+from letta_cli.config import describe_validation
+from letta_cli.errors import Conflict, InvalidFile, NotFound, ToolError
+from letta_cli.faults import crashpoint
+from letta_cli.fsio import append_line, atomic_write, fsync_dir, locked, read_json_lines
+from letta_cli.models import AgentDef, Block, BlockEdit
+from letta_cli.names import check_name
+from letta_cli.workspace import Workspace
+
+RECENT_EDIT_KEYS = 50  # replayed tool calls are recognised this many edits back
+
+
+class EditRefused(Conflict, ToolError):
+    """An edit the block's rules forbid: one error line for a person, a tool result for a model."""
+
+    def __init__(self, message: str, kind: Literal["read_only", "limit"]):
+        super().__init__(message)
+        self.kind = kind
+
+
+# ------------------------------------------------------------------------------------------------- store
+
+
+class BlockStore:
+    """Blocks on disk: .agents/blocks/shared/<label>.json and .agents/blocks/private/<agent>/<label>.json."""
+
+    def __init__(self, ws: Workspace):
+        self.ws = ws
+        self.agents = AgentStore(ws)
+
+    # --- paths -------------------------------------------------------------------------------------
+
+    def path(self, label: str, owner: str | None = None) -> Path:
+        check_name(label, "block label")
+        if owner is None:
+            return self.ws.blocks_dir / "shared" / f"{label}.json"
+        return self.ws.blocks_dir / "private" / check_name(owner, "agent name") / f"{label}.json"
+
+    def log_path(self, label: str, owner: str | None = None) -> Path:
+        return self.path(label, owner).with_name(f"{label}.log.jsonl")
+
+    def _lock_path(self, label: str, owner: str | None) -> Path:
+        # never deleted: removing a lock file another process holds would let two writers in
+        return self.path(label, owner).with_name(f".{label}.lock")
+
+    # --- reading -----------------------------------------------------------------------------------
+
+    def exists(self, label: str, owner: str | None = None) -> bool:
+        return self.path(label, owner).is_file()
+
+    def get(self, label: str, owner: str | None = None) -> Block:
+        path = self.path(label, owner)
+        try:
+            raw = path.read_bytes()
+        except FileNotFoundError:
+            raise NotFound(self._missing(label, owner)) from None
+        except OSError as exc:
+            raise InvalidFile(f"{path}: cannot read: {exc.strerror}") from None
+        return _parse(path, raw, label, owner)
+
+    def _missing(self, label: str, owner: str | None) -> str:
+        if owner is not None:
+            return f"agent {owner!r} has no private block {label!r}"
+        close = difflib.get_close_matches(label, self.shared_labels(), n=3, cutoff=0.6)
+        hint = f" (did you mean {', '.join(close)}?)" if close else ""
+        return f"no shared block {label!r}{hint}"
+
+    def shared_labels(self) -> list[str]:
+        try:
+            entries = os.listdir(self.ws.blocks_dir / "shared")
+        except FileNotFoundError:
+            return []
+        return sorted(e[:-5] for e in entries if e.endswith(".json") and not e.startswith("."))
+
+    def scan_shared(self) -> tuple[list[Block], list[str]]:
+        """Every shared block, and one error line per file that does not parse (for listings)."""
+        blocks, errors = [], []
+        for label in self.shared_labels():
+            try:
+                blocks.append(self.get(label))
+            except InvalidFile as exc:
+                errors.append(str(exc))
+            except NotFound:  # deleted while we listed
+                pass
+        return blocks, errors
+
+    def list_shared(self) -> list[Block]:
+        blocks, errors = self.scan_shared()
+        if errors:
+            raise InvalidFile(errors[0])
+        return blocks
+
+    def attached_agents(self, label: str) -> list[str]:
+        """Agents whose definition lists the shared block `label` (broken agent files are skipped)."""
+        return [a.name for a in self.agents.load_all().agents if label in a.memory.shared]
+
+    def log(self, label: str, owner: str | None = None) -> list[BlockEdit]:
+        entries = []
+        for obj in read_json_lines(self.log_path(label, owner)):
+            with contextlib.suppress(ValidationError):
+                entries.append(BlockEdit.model_validate(obj))
+        return entries
+
+    # --- what an agent sees ------------------------------------------------------------------------
+
+    def locate(self, agent: AgentDef, label: str) -> str | None:
+        """The owner of the block `label` as `agent` sees it: the agent's name (private) or None (shared)."""
+        if label in agent.memory.blocks:
+            return agent.name
+        if label in agent.memory.shared:
+            return None
+        labels = ", ".join([*agent.memory.blocks, *agent.memory.shared]) or "none"
+        raise NotFound(f"agent {agent.name!r} has no memory block labelled {label!r} (its blocks: {labels})")
+
+    def for_agent(self, agent: AgentDef) -> list[Block]:
+        """The agent's private blocks (created from the definition on first use), then its shared ones."""
+        for label in agent.memory.shared:
+            if label in agent.memory.blocks:
+                raise InvalidFile(
+                    f"agent {agent.name!r} would see two blocks labelled {label!r}: its private block "
+                    f"([memory.blocks.{label}] in {self.ws.agent_file(agent.name)}) and the shared block "
+                    f"({self.path(label)}); rename one or detach the shared one"
+                )
+        blocks = [self._private(agent, label) for label in agent.memory.blocks]
+        for label in agent.memory.shared:
+            try:
+                blocks.append(self.get(label))
+            except NotFound:
+                raise NotFound(
+                    f"agent {agent.name!r} lists shared block {label!r}, which does not exist: create it "
+                    f"(agents blocks create {label}) or detach it (agents blocks detach {label} {agent.name})"
+                ) from None
+        return blocks
+
+    def block_for(self, agent: AgentDef, label: str) -> Block:
+        """The one block labelled `label` that `agent` sees."""
+        owner = self.locate(agent, label)
+        return self.get(label) if owner is None else self._private(agent, label)
+
+    def _private(self, agent: AgentDef, label: str) -> Block:
+        path = self.path(label, agent.name)
+        if path.is_file():
+            return self.get(label, agent.name)
+        declared = agent.memory.blocks.get(label)
+        if declared is None:
+            raise NotFound(self._missing(label, agent.name))
+        block = Block(label=label, owner=agent.name, **declared.model_dump())
+        self.ws.ensure_state()  # before the lock file creates .agents/ without its .gitignore
+        with locked(self._lock_path(label, agent.name)):
+            if path.is_file():  # another process got there first
+                return self.get(label, agent.name)
+            self._store_new(block, actor=agent.name)
+        return block
+
+    # --- writing -----------------------------------------------------------------------------------
+
+    def create(self, block: Block, *, actor: str = "cli") -> Block:
+        """A new block: shared when block.owner is None, else the owner agent's private block."""
+        path = self.path(block.label, block.owner)
+        _check_limit(block, len(block.value))
+        self.ws.ensure_state()
+        with locked(self._lock_path(block.label, block.owner)):
+            if path.exists():
+                kind = "shared block" if block.owner is None else f"private block of agent {block.owner!r},"
+                raise Conflict(f"{kind} {block.label!r} already exists ({path})")
+            self._store_new(block, actor=actor)
+        return block
+
+    def _store_new(self, block: Block, *, actor: str) -> None:
+        path = self.path(block.label, block.owner)
+        atomic_write(path, _dump(block))
+        entry = BlockEdit(actor=actor, tool="create", before=0, after=len(block.value), revision=block.revision)
+        append_line(self.log_path(block.label, block.owner), entry.model_dump_json())
+
+    def edit(
+        self,
+        label: str,
+        owner: str | None,
+        fn: Callable[[Block], Block | str],
+        *,
+        actor: str,
+        tool: str,
+        edit_key: str | None = None,
+        force: bool = False,
+    ) -> Block:
+        """Apply fn to the block's current value under its lock; fn returns the new value or a new Block.
+
+        A known edit_key makes this a no-op that returns the current block (a replayed tool call).
+        force=True lets a person edit a read-only block; the limit always holds.
+        """
+        path = self.path(label, owner)
+        if owner is not None and not path.is_file():
+            self._private(self.agents.get(owner), label)
+        with locked(self._lock_path(label, owner)):
+            current = self.get(label, owner)
+            if edit_key is not None and edit_key in current.recent_edit_keys:
+                return current
+            if current.read_only and not force:
+                raise EditRefused(f"block {label!r} is read-only and cannot be edited", "read_only")
+            new = _merge(current, fn(current.model_copy(deep=True)))
+            _check_limit(new, len(current.value), current.limit)
+            keys = current.recent_edit_keys + ([edit_key] if edit_key is not None else [])
+            keys = keys[-RECENT_EDIT_KEYS:]
+            new = new.model_copy(update={"revision": current.revision + 1, "recent_edit_keys": keys})
+            atomic_write(path, _dump(new))
+            crashpoint("after_block_write")
+            entry = BlockEdit(
+                actor=actor, tool=tool, before=len(current.value), after=len(new.value), revision=new.revision,
+                edit_key=edit_key,
+            )
+            append_line(self.log_path(label, owner), entry.model_dump_json())
+        return new
+
+    def delete(self, label: str, owner: str | None = None, *, force: bool = False) -> list[str]:
+        """Delete a block and its change log. A shared block still attached to agents needs force=True;
+        the agents that still list it are returned (their turns fail until it is re-created or detached).
+        A deleted private block is re-created from the agent's definition on its next use."""
+        path = self.path(label, owner)
+        if not path.is_file():
+            raise NotFound(self._missing(label, owner))
+        attached = self.attached_agents(label) if owner is None else []
+        if attached and not force:
+            raise Conflict(
+                f"shared block {label!r} is attached to {', '.join(attached)}; detach it first "
+                f"(agents blocks detach {label} {' '.join(attached)}) or use --force"
+            )
+        with locked(self._lock_path(label, owner)):
+            if not path.is_file():
+                raise NotFound(self._missing(label, owner))
+            path.unlink()
+            with contextlib.suppress(FileNotFoundError):
+                self.log_path(label, owner).unlink()
+            fsync_dir(path.parent)
+        return attached
+
+    # --- attaching shared blocks to agents ---------------------------------------------------------
+
+    def attach(self, label: str, agent_names: list[str]) -> list[str]:
+        """List the shared block in each agent's memory.shared; returns the agents that changed.
+        Checks every agent before changing any."""
+        self.get(label)
+        agents = [self.agents.get(name) for name in dict.fromkeys(agent_names)]
+        for agent in agents:
+            if label in agent.memory.blocks:
+                raise Conflict(
+                    f"agent {agent.name!r} has a private block labelled {label!r}; it cannot also see the "
+                    f"shared block {label!r} (an agent sees one block per label)"
+                )
+        changed = []
+        for agent in agents:
+            if label not in agent.memory.shared:
+                self._save_shared(agent, [*agent.memory.shared, label])
+                changed.append(agent.name)
+        return changed
+
+    def detach(self, label: str, agent_names: list[str]) -> list[str]:
+        """Remove the label from each agent's memory.shared; returns the agents that changed."""
+        check_name(label, "block label")
+        agents = [self.agents.get(name) for name in dict.fromkeys(agent_names)]
+        changed = []
+        for agent in agents:
+            if label in agent.memory.shared:
+                self._save_shared(agent, [s for s in agent.memory.shared if s != label])
+                changed.append(agent.name)
+        return changed
+
+    def _save_shared(self, agent: AgentDef, shared: list[str]) -> None:
+        memory = agent.memory.model_copy(update={"shared": list(dict.fromkeys(shared))})
+        self.agents.save(agent.model_copy(update={"memory": memory}), overwrite=True)
+
+
+def _parse(path: Path, raw: bytes, label: str, owner: str | None) -> Block:
+    try:
+        data = json.loads(raw)
+    except UnicodeDecodeError:
+        raise InvalidFile(f"{path}: not UTF-8 text") from None
+    except json.JSONDecodeError as exc:
+        raise InvalidFile(f"{path}: invalid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
+    try:
+        block = Block.model_validate(data)
+    except ValidationError as exc:
+        raise InvalidFile(describe_validation(path, exc)) from None
+    if block.label != label:
+        raise InvalidFile(f"{path}: label {block.label!r} does not match the file name {label!r}")
+    if block.owner != owner:
+        where = "shared/" if owner is None else f"private/{owner}/"
+        raise InvalidFile(f"{path}: owner {block.owner!r} does not match its folder {where}")
+    return block
+
+
+def _dump(block: Block) -> str:
+    return block.model_dump_json(indent=2) + "\n"
+
+
+def _merge(current: Block, result: Block | str) -> Block:
+    if isinstance(result, str):
+        return current.model_copy(update={"value": result})
+    if result.label != current.label or result.owner != current.owner:
+        raise ValueError("an edit cannot change a block's label or owner")
+    return Block.model_validate(result.model_dump())
+
+
+def _check_limit(block: Block, before: int, old_limit: int | None = None) -> None:
+    """Refuse a block longer than its limit, except an edit that shrinks an (already) oversized block."""
+    chars = len(block.value)
+    if chars <= block.limit:
+        return
+    if old_limit == block.limit and chars < before:
+        return
+    over = chars - block.limit
+    raise EditRefused(
+        f"block {block.label!r} would be {chars} chars, {over} over its limit of {block.limit}", "limit"
+    )
+
+
+# ---------------------------------------------------------------------------------------------- rendering
+
+
+def render_memory(blocks: list[Block]) -> str:
+    """The memory section of the system prompt, rebuilt for every model call."""
+    if not blocks:
+        return ""
+    lines = [
+        "<memory_blocks>",
+        'Your memory blocks, always in view; edit them with the memory tools. chars="current/limit".',
+    ]
+    for b in blocks:
+        shared = ' shared="true"' if b.owner is None else ""
+        ro = "true" if b.read_only else "false"
+        lines.append(f'<block label="{b.label}"{shared} read_only="{ro}" chars="{len(b.value)}/{b.limit}">')
+        if b.description:
+            lines.append(f"<description>{b.description}</description>")
+        lines += ["<value>", b.value, "</value>", "</block>"]
+    lines.append("</memory_blocks>")
+    return "\n".join(lines)
+
+
+# -------------------------------------------------------------------------------------------- the tools
+
+_LABEL = {"type": "string", "description": "Label of the memory block."}
+
+
+def _schema(name: str, description: str, params: dict[str, dict], required: list[str]) -> dict[str, Any]:
+    return {
+        "type": "function",
+        "function": {
+            "name": name,
+            "description": description,
+            "parameters": {"type": "object", "properties": {"label": _LABEL, **params}, "required": required},
+        },
+    }
+
+
+MEMORY_TOOLS: dict[str, dict] = {
+    "core_memory_append": _schema(
+        "core_memory_append",
+        "Append text to a memory block, on a new line.",
+        {"content": {"type": "string", "description": "Text to append."}},
+        ["label", "content"],
+    ),
+    "core_memory_replace": _schema(
+        "core_memory_replace",
+        "Replace every occurrence of old_content in a memory block. Use an empty new_content to delete.",
+        {
+            "old_content": {"type": "string", "description": "Exact text to replace."},
+            "new_content": {"type": "string", "description": "Replacement text."},
+        },
+        ["label", "old_content", "new_content"],
+    ),
+    "memory_insert": _schema(
+        "memory_insert",
+        "Insert text into a memory block after a given line.",
+        {
+            "new_string": {"type": "string", "description": "Text to insert."},
+            "insert_line": {
+                "type": "integer",
+                "description": "Line number to insert after: 0 = beginning, -1 (default) = end.",
+            },
+        },
+        ["label", "new_string"],
+    ),
+    "memory_replace": _schema(
+        "memory_replace",
+        "Replace one exact, unique piece of text in a memory block (for precise edits).",
+        {
+            "old_string": {"type": "string", "description": "Exact text to replace; must occur exactly once."},
+            "new_string": {"type": "string", "description": "Replacement text (empty to delete)."},
+        },
+        ["label", "old_string", "new_string"],
+    ),
+    "memory_rethink": _schema(
+        "memory_rethink",
+        "Rewrite a whole memory block (to condense or reorganise it); not for small edits.",
+        {"new_memory": {"type": "string", "description": "The block's complete new contents."}},
+        ["label", "new_memory"],
+    ),
+}
+
+_ALIASES = {"old_str": "old_string", "new_str": "new_string"}  # Letta's earlier parameter names
+_IGNORED = {"request_heartbeat"}  # sent by models trained on MemGPT-style tools
+_JSON_TYPES = {str: "string", int: "integer", float: "number", bool: "boolean", list: "array", dict: "object"}
+
+
+def _check_args(name: str, args: Any) -> dict[str, Any]:
+    if not isinstance(args, dict):
+        raise ToolError(f"{name}: the arguments must be a JSON object")
+    params = MEMORY_TOOLS[name]["function"]["parameters"]
+    props, required = params["properties"], params["required"]
+    out: dict[str, Any] = {}
+    for key, value in args.items():
+        if key in _IGNORED:
+            continue
+        param = _ALIASES.get(key, key)
+        if param not in props:
+            raise ToolError(f"{name}: unexpected argument {key!r}; it takes {', '.join(props)}")
+        if param != key and param in args:  # both spellings given: the current one wins
+            continue
+        want = str if props[param]["type"] == "string" else int
+        if not isinstance(value, want) or isinstance(value, bool):
+            got = "null" if value is None else _JSON_TYPES.get(type(value), type(value).__name__)
+            expected = "a string" if want is str else "an integer"
+            raise ToolError(f"{name}: argument {key!r} must be {expected}, got {got}")
+        out[param] = value
+    missing = [k for k in required if k not in out]
+    if missing:
+        raise ToolError(f"{name}: missing argument{'s' if len(missing) > 1 else ''} {', '.join(missing)}")
+    return out
+
+
+def _clip(text: str, n: int = 200) -> str:
+    return text if len(text) <= n else text[:n] + "..."
+
+
+def _append(block: Block, args: dict) -> str:
+    return f"{block.value}\n{args['content']}" if block.value else args["content"]
+
+
+def _core_replace(block: Block, args: dict) -> str:
+    old = args["old_content"]
+    if not old:
+        raise ToolError("old_content must not be empty")
+    if old not in block.value:
+        raise ToolError(f"Old content '{_clip(old)}' not found in memory block '{block.label}'")
+    return block.value.replace(old, args["new_content"])
+
+
+def _insert(block: Block, args: dict) -> str:
+    lines = block.value.split("\n") if block.value else []
+    at = args.get("insert_line", -1)
+    if at == -1:
+        at = len(lines)
+    elif not 0 <= at <= len(lines):
+        raise ToolError(
+            f"Invalid insert_line {at}: use a line number in [0, {len(lines)}], or -1 for the end of the block"
+        )
+    return "\n".join(lines[:at] + args["new_string"].split("\n") + lines[at:])
+
+
+def _replace(block: Block, args: dict) -> str:
+    old = args["old_string"]
+    if not old:
+        raise ToolError("old_string must not be empty")
+    count = block.value.count(old)
+    if count == 0:
+        raise ToolError(
+            f"No replacement was performed: old_string '{_clip(old)}' does not appear verbatim in "
+            f"memory block '{block.label}'"
+        )
+    if count > 1:
+        lines = [i + 1 for i, line in enumerate(block.value.split("\n")) if old in line]
+        where = f" (lines {lines})" if lines else ""
+        raise ToolError(
+            f"No replacement was performed: old_string '{_clip(old)}' occurs {count} times{where} in memory "
+            f"block '{block.label}'; include more context so it is unique"
+        )
+    return block.value.replace(old, args["new_string"])
+
+
+def _rethink(block: Block, args: dict) -> str:
+    return args["new_memory"]
+
+
+_APPLY: dict[str, Callable[[Block, dict], str]] = {
+    "core_memory_append": _append,
+    "core_memory_replace": _core_replace,
+    "memory_insert": _insert,
+    "memory_replace": _replace,
+    "memory_rethink": _rethink,
+}
+
+
+def run_memory_tool(ws: Workspace, agent: AgentDef, name: str, args: dict, *, edit_key: str | None = None) -> str:
+    """Run one memory tool call for `agent`. Every mistake is a ToolError whose text goes to the model."""
+    if name not in _APPLY:
+        raise ToolError(f"unknown memory tool {name!r}; the memory tools are {', '.join(MEMORY_TOOLS)}")
+    args = _check_args(name, args)
+    label, store = args["label"], BlockStore(ws)
+    try:
+        owner = store.locate(agent, label)
+        block = store.edit(
+            label, owner, lambda b: _APPLY[name](b, args), actor=agent.name, tool=name, edit_key=edit_key
+        )
+    except EditRefused as exc:
+        hint = "; shorten the text, or condense the block with memory_rethink" if exc.kind == "limit" else ""
+        raise ToolError(f"Edit refused: {exc}{hint}") from None
+    except NotFound as exc:
+        raise ToolError(str(exc)) from None
+    return f"Memory block '{label}' updated ({len(block.value)}/{block.limit} chars)."
