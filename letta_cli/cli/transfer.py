@@ -1,0 +1,117 @@
+"""Letta Agent Files (.af): import and export.
+
+letta_cli.agentfile is imported inside the commands: its models cost startup time every other command would pay.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from letta_cli.cli.common import out, print_json, warn, workspace
+from letta_cli.errors import Conflict
+from letta_cli.fsio import atomic_write
+
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON (stable format, see docs/agent-files.md).")]
+HistoryOpt = Annotated[bool, typer.Option("--with-history", help="Carry the agents' conversations too.")]
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("import")
+    def import_cmd(
+        file: Annotated[str, typer.Argument(help="The .af file ('-': read it from stdin).")],
+        rename: Annotated[
+            Optional[list[str]], typer.Option("--rename", help="Import agent OLD as NEW (OLD=NEW); repeatable.")
+        ] = None,
+        prefix: Annotated[str, typer.Option("--prefix", help="Put P before the name of every agent not renamed.")] = "",
+        with_history: HistoryOpt = False,
+        json_out: JsonOpt = False,
+    ) -> None:
+        """Import agents, their memory blocks and tool settings from a Letta agent file.
+
+        A block used by several agents becomes one shared block.
+
+        Tools we cannot run (custom code, MCP, archival memory) are kept as disabled_tools, never run.
+
+        Nothing is written unless all of it can be.
+
+        Examples:
+          agents import memgpt_agent.af
+          agents import team.af --prefix copy- --rename "Customer Service=support" --with-history
+          curl -s https://example.org/agent.af | agents import -
+        """
+        from letta_cli.agentfile import (
+            MAX_FILE_BYTES,
+            import_agent_file,
+            parse_agent_file,
+            parse_renames,
+            read_agent_file,
+        )
+
+        if file == "-":
+            af = parse_agent_file(sys.stdin.buffer.read(MAX_FILE_BYTES + 1), "<stdin>")
+        else:
+            af = read_agent_file(Path(file))
+        result = import_agent_file(
+            workspace(),
+            af,
+            source="<stdin>" if file == "-" else file,
+            renames=parse_renames(rename or []),
+            prefix=prefix,
+            with_history=with_history,
+        )
+        for line in result.plan.warnings:
+            warn(f"warning: {line}")
+        if json_out:
+            print_json(result.to_json())
+            return
+        for agent in result.plan.agents:
+            origin = result.plan.origin[agent.name]
+            renamed = f" (from {origin!r})" if origin != agent.name else ""
+            out().print(f"Imported agent {agent.name}{renamed} ({result.paths[agent.name]})", markup=False)
+        if result.plan.shared_blocks:
+            labels = ", ".join(b.label for b in result.plan.shared_blocks)
+            out().print(f"Created shared blocks: {labels}", markup=False)
+
+    @app.command("export")
+    def export_cmd(
+        names: Annotated[list[str], typer.Argument(help="The agents to export.")],
+        output: Annotated[
+            Optional[Path], typer.Option("--output", "-o", help="Write FILE (atomically) instead of stdout.")
+        ] = None,
+        force: Annotated[bool, typer.Option("--force", "-f", help="Replace FILE if it exists.")] = False,
+        with_history: HistoryOpt = False,
+        json_out: JsonOpt = False,
+    ) -> None:
+        """Export agents as a Letta agent file: definitions, blocks (shared ones once), built-in tools.
+
+        Secrets are never written: no API keys, no environment values, no user:password in URLs.
+
+        Examples:
+          agents export researcher > researcher.af
+          agents export boss worker-1 worker-2 -o team.af --with-history
+        """
+        from letta_cli.agentfile import dump_agent_file, export_agents
+
+        doc = export_agents(workspace(), names, with_history=with_history)
+        text = dump_agent_file(doc)
+        if output is None:
+            sys.stdout.write(text)
+            return
+        if output.exists() and not force:
+            raise Conflict(f"{output} already exists; use --force to replace it")
+        atomic_write(output, text)
+        summary = {
+            "file": str(output),
+            "agents": [a["name"] for a in doc["agents"]],
+            "blocks": len(doc["blocks"]),
+            "tools": len(doc["tools"]),
+            "messages": sum(len(a["messages"]) for a in doc["agents"]),
+        }
+        if json_out:
+            print_json(summary)
+        else:
+            out().print(f"Exported {', '.join(summary['agents'])} to {output}", markup=False)
