@@ -15,7 +15,7 @@ import tomli_w
 from pydantic import ValidationError
 
 from letta_cli.config import describe_validation, load_toml
-from letta_cli.errors import Conflict, InvalidFile, NotFound
+from letta_cli.errors import Conflict, InvalidFile, NotFound, UsageError
 from letta_cli.fsio import atomic_write
 from letta_cli.models import AgentDef
 from letta_cli.names import check_name
@@ -121,7 +121,7 @@ def new_agent(
     shared: list[str] | None = None,
     first_tool: str | None = None,
 ) -> AgentDef:
-    """Build (and validate) a definition from the `agents create` options."""
+    """Build (and validate) a definition from the `agents create` options; bad options are usage errors."""
     check_name(name)
     data: dict = {"name": name, "description": description, "tags": tags or []}
     if model:
@@ -134,7 +134,7 @@ def new_agent(
     try:
         return AgentDef.model_validate(data)
     except ValidationError as exc:
-        raise InvalidFile(describe_validation(f"agent {name!r}", exc)) from None
+        raise UsageError(describe_validation(f"agent {name!r}", exc)) from None
 
 
 def parse_assignments(items: list[str], what: str) -> dict[str, str]:
@@ -143,8 +143,6 @@ def parse_assignments(items: list[str], what: str) -> dict[str, str]:
     for item in items:
         label, sep, value = item.partition("=")
         if not sep:
-            from letta_cli.errors import UsageError
-
             raise UsageError(f"{what} must look like LABEL=VALUE, got {item!r}")
         out[check_name(label.strip(), "block label")] = value
     return out

@@ -14,7 +14,9 @@ def is_valid_name(name: object) -> bool:
 
 def check_name(name: str, what: str = "agent name") -> str:
     if not is_valid_name(name):
-        raise UsageError(f"invalid {what} {name!r}: use {NAME_RULE}")
+        # ascii() shows look-alikes for what they are: 'а' (Cyrillic) prints as '\u0430'
+        shown = ascii(name) if isinstance(name, str) and not name.isascii() else repr(name)
+        raise UsageError(f"invalid {what} {shown}: use {NAME_RULE}")
     return name
 
 

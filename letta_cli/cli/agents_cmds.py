@@ -10,9 +10,11 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
+from pydantic import ValidationError
 
 from letta_cli.agents import AgentStore, dump_agent, new_agent, parse_agent_file, parse_assignments
-from letta_cli.cli.common import err_console, out, print_json, read_message, table, warn, workspace
+from letta_cli.cli.common import G, err_console, out, print_json, read_message, table, warn, workspace
+from letta_cli.config import describe_validation
 from letta_cli.errors import InvalidFile, UsageError
 from letta_cli.fsio import atomic_write
 from letta_cli.models import AgentDef
@@ -33,14 +35,14 @@ def agent_json(agent: AgentDef, path: Path | None = None) -> dict:
 def register(app: typer.Typer) -> None:
     @app.command("init")
     def init_cmd(
-        directory: Annotated[Optional[Path], typer.Argument(help="Folder to set up (default: here).")] = None,
+        directory: Annotated[Optional[Path], typer.Argument(help="Folder to set up (default: -w, else here).")] = None,
         json_out: JsonOpt = False,
     ) -> None:
         """Create a workspace: agents.d/, agents.toml (commented defaults) and .agents/.
 
         Example: agents init my-team && cd my-team && agents create helper
         """
-        ws, created = init_workspace(directory or Path.cwd())
+        ws, created = init_workspace(directory or Path(G.workspace or Path.cwd()))
         if json_out:
             print_json({"workspace": str(ws.root), "created": created})
         elif created:
@@ -159,12 +161,12 @@ def register(app: typer.Typer) -> None:
         store = AgentStore(workspace())
         agent = store.get(name)
         adds, removes = split_csv(add), split_csv(remove)
-        if adds or removes:
-            tags = [t for t in agent.tags if t not in removes] + [t for t in adds if t not in agent.tags]
+        tags = [t for t in agent.tags if t not in removes] + [t for t in adds if t not in agent.tags]
+        if tags != agent.tags:  # an unchanged file is never rewritten
             try:
                 agent = AgentDef.model_validate({**agent.model_dump(), "tags": tags})
-            except Exception as exc:  # pydantic ValidationError: name the bad tag
-                raise UsageError(str(exc).splitlines()[-1].strip()) from None
+            except ValidationError as exc:
+                raise UsageError(describe_validation(f"agent {name!r}", exc)) from None
             store.save(agent, overwrite=True)
         if json_out:
             print_json({"name": agent.name, "tags": agent.tags})
@@ -183,12 +185,22 @@ def register(app: typer.Typer) -> None:
         editor = os.environ.get("VISUAL") or os.environ.get("EDITOR") or "vi"
         with tempfile.TemporaryDirectory() as tmp:
             draft = Path(tmp) / f"{name}.toml"
-            draft.write_bytes(path.read_bytes())
-            if subprocess.call([*shlex.split(editor), str(draft)]) != 0:
+            original = path.read_bytes()
+            draft.write_bytes(original)
+            try:
+                status = subprocess.call([*shlex.split(editor), str(draft)])
+            except OSError as exc:
+                raise UsageError(f"cannot run the editor {editor!r}: {exc.strerror or exc}") from None
+            if status != 0:
                 raise UsageError(f"{editor} exited with an error; {path} is unchanged")
             try:
                 parse_agent_file(draft)
             except InvalidFile as exc:
-                raise InvalidFile(f"{exc} — {path} is unchanged") from None
-            atomic_write(path, draft.read_bytes())
+                reason = str(exc).removeprefix(f"{draft}: ")
+                raise InvalidFile(f"{path}: the edit is invalid ({reason}); the file is unchanged") from None
+            edited = draft.read_bytes()
+            if edited == original:
+                out().print(f"No changes to {path}")
+                return
+            atomic_write(path, edited)
         out().print(f"Saved {path}")

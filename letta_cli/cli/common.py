@@ -39,7 +39,10 @@ def out():
         from rich.console import Console
 
         tty = use_color(sys.stdout)
-        _consoles["out"] = Console(no_color=not tty, highlight=False, soft_wrap=not tty, emoji=False)
+        # color_system=None drops every escape code (bold, dim too), not only colours
+        _consoles["out"] = Console(
+            color_system="auto" if tty else None, no_color=not tty, highlight=False, soft_wrap=not tty, emoji=False
+        )
     return _consoles["out"]
 
 
@@ -47,7 +50,8 @@ def err_console():
     if "err" not in _consoles:
         from rich.console import Console
 
-        _consoles["err"] = Console(stderr=True, no_color=not use_color(sys.stderr), highlight=False)
+        tty = use_color(sys.stderr)
+        _consoles["err"] = Console(stderr=True, color_system="auto" if tty else None, no_color=not tty, highlight=False)
     return _consoles["err"]
 
 
