@@ -129,7 +129,9 @@ def wait(
         if len(done) == len(message_ids):
             return done
         if deadline is not None and time.monotonic() >= deadline:
-            raise WaitTimeout(f"no reply within {timeout:g}s ({len(done)}/{len(message_ids)} answered); the messages stay queued")
+            raise WaitTimeout(
+                f"no reply within {timeout:g}s ({len(done)}/{len(message_ids)} answered); the messages stay queued", done
+            )
         if serve:
             try:
                 run_scheduler(ws, "until", set(message_ids), deadline, on_event)

@@ -22,7 +22,7 @@ class Limits(BaseModel):
     concurrency: int = Field(64, ge=1, description="model calls in flight at once")
     broadcast_concurrency: int = Field(64, ge=1, description="turns a single broadcast runs at once")
     hop_limit: int = Field(8, ge=1, description="agent-to-agent hops in one chain")
-    chain_turn_budget: int = Field(64, ge=1, description="turns one chain may run in all")
+    chain_turn_budget: int = Field(256, ge=1, description="agent-to-agent turns one chain may run")
     max_attempts: int = Field(5, ge=1, description="tries before a message is dead-lettered")
     retry_backoff: float = Field(0.5, ge=0, description="seconds before the first retry; doubles each time")
     wait_timeout: float = Field(300.0, gt=0, description="seconds a wait-for-reply tool call waits")
@@ -99,7 +99,7 @@ version = 1
 # concurrency = 64            # model calls in flight at once
 # broadcast_concurrency = 64  # turns a single broadcast runs at once
 # hop_limit = 8               # agent-to-agent hops in one chain
-# chain_turn_budget = 64      # turns one chain may run in all
+# chain_turn_budget = 256     # agent-to-agent turns one chain may run
 # max_attempts = 5            # tries before a message is dead-lettered
 # retry_backoff = 0.5         # seconds before the first retry; doubles each time
 # wait_timeout = 300          # seconds a wait-for-reply tool call waits

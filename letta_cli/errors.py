@@ -32,6 +32,10 @@ class Conflict(AgentsError):
 class WaitTimeout(AgentsError):
     exit_code = 6
 
+    def __init__(self, message: str, records: dict | None = None):
+        super().__init__(message)
+        self.records = records or {}  # the replies that did arrive in time
+
 
 class ModelFailure(AgentsError):
     """The model endpoint failed for good (after retries), or the turn ended in error."""

@@ -50,7 +50,8 @@ def resolve_endpoint(ws: Workspace, agent: AgentDef) -> Endpoint:
     api_key = os.environ.get(key_env) or ""
     base_url = agent.base_url or cfg.base_url or os.environ.get("OPENAI_BASE_URL") or None
     model = agent.model or cfg.model or os.environ.get("AGENTS_MODEL")
-    if model == "local" or (model is None and not api_key and not base_url and _local_available()):
+    auto_local = model is None and not api_key and not base_url and not os.environ.get("AGENTS_NO_LOCAL_DEFAULT")
+    if model == "local" or (auto_local and _local_available()):
         from letta_cli import localmodel
 
         url, local_name = localmodel.ensure_server(ws)

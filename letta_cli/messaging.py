@@ -108,6 +108,27 @@ async def send_message_to_agents_matching_all_tags(ctx: "TurnContext", args: dic
     return json.dumps(out, ensure_ascii=False)
 
 
+ENUM_MAX_AGENTS = 32  # above this, listing every id would cost more prompt tokens than it saves
+
+
+def narrow_schema(ctx: "TurnContext", schema: dict[str, Any]) -> dict[str, Any]:
+    """Constrain `other_agent_id` to the agents that exist (not the caller) and `tags` to tags in use."""
+    store = AgentStore(ctx.ws)
+    names = store.names()
+    if len(names) > ENUM_MAX_AGENTS:
+        return schema
+    others = [n for n in names if n != ctx.agent.name]
+    props = dict(schema["function"]["parameters"]["properties"])
+    if "other_agent_id" in props and others:
+        props["other_agent_id"] = {**props["other_agent_id"], "enum": others}
+    if "tags" in props:
+        tags = sorted({t for a in store.load_all().agents if a.name != ctx.agent.name for t in a.tags})
+        if tags:
+            props["tags"] = {**props["tags"], "items": {"type": "string", "enum": tags}}
+    fn = schema["function"]
+    return {**schema, "function": {**fn, "parameters": {**fn["parameters"], "properties": props}}}
+
+
 _MSG = {"type": "string", "description": "The message."}
 _ID = {"type": "string", "description": "The other agent's id."}
 

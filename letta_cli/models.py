@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import secrets
 import time
@@ -40,9 +41,14 @@ def new_id() -> str:
 
 
 def derived_id(parent: str, n: int) -> str:
-    """A deterministic id for the n-th message a turn sends, so a replayed turn re-sends the same ids."""
+    """A deterministic id for the n-th message a turn sends, so a replayed turn re-sends the same ids.
+
+    Keeps the parent's time prefix; the random part is a hash of the parent id and n, so a child's child
+    never comes back to an id already used in the chain (an XOR of the parent's bits did, for n=0).
+    """
     base = uuid.UUID(parent).int
-    return str(uuid.UUID(int=(base & ~0xFFFF_FFFF) | ((base & 0xFFFF_FFFF) ^ (0x9E37_79B9 * (n + 1)) & 0xFFFF_FFFF)))
+    digest = int.from_bytes(hashlib.blake2b(f"{parent}:{n}".encode(), digest_size=8).digest(), "big")
+    return str(uuid.UUID(int=(base >> 64 << 64) | 0b10 << 62 | digest & ((1 << 62) - 1)))
 
 
 def _name(value: str, what: str) -> str:

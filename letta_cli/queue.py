@@ -184,8 +184,9 @@ class Queue:
                 os.rename(self.dirs["cur"] / name, self.dirs["new"] / name)
                 moved += 1
         for name in self._names("tmp"):
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(self.dirs["tmp"] / name)
+            if not _writer_alive(name):  # a live producer may be between its write and its link
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(self.dirs["tmp"] / name)
         if moved:
             fsync_dir(self.dirs["new"])
         return moved
@@ -214,3 +215,17 @@ class Queue:
             return json.loads(path.read_text()).get("error")
         except (OSError, ValueError):
             return None
+
+
+def _writer_alive(tmp_name: str) -> bool:
+    """Temp files are named <prefix>.<pid>-<random>: is that pid still running?"""
+    m = re.search(r"\.(\d+)-[0-9a-f]+$", tmp_name)
+    if not m:
+        return False
+    try:
+        os.kill(int(m.group(1)), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return int(m.group(1)) != os.getpid()

@@ -239,9 +239,10 @@ class Scheduler:
             agent = self.store.get(msg.recipient)
         except AgentsError as exc:
             return self._final(msg, "dead", str(exc), attempts)
-        if self.chain_turns[msg.chain_id] >= self.limits.chain_turn_budget:
-            return self._final(msg, "stopped", f"chain turn budget ({self.limits.chain_turn_budget}) exhausted", attempts)
-        self.chain_turns[msg.chain_id] += 1
+        if msg.hop > 0:  # messages from the shell start chains; only agent-to-agent turns are budgeted
+            if self.chain_turns[msg.chain_id] >= self.limits.chain_turn_budget:
+                return self._final(msg, "stopped", f"chain turn budget ({self.limits.chain_turn_budget}) exhausted", attempts)
+            self.chain_turns[msg.chain_id] += 1
         limits = agent.effective_limits(self.limits)
         ctx = TurnContext(self.ws, self, agent, msg, limits, attempts, self.trace)
         self.trace.emit("turn_start", message_id=msg.id, chain_id=msg.chain_id, agent=agent.name, attempt=attempts)

@@ -24,7 +24,9 @@ class Tool:
     name: str
     schema: dict[str, Any]
     handler: Handler
-    ends_turn: bool = False
+    # narrows the schema for one turn (e.g. to the agent ids that exist), so grammar-constrained servers
+    # such as llama.cpp can only produce valid arguments
+    specialize: Callable[["TurnContext", dict[str, Any]], dict[str, Any]] | None = None
 
 
 def function_schema(name: str, description: str, properties: dict[str, Any], required: list[str]) -> dict[str, Any]:
@@ -75,7 +77,7 @@ def _registry() -> dict[str, Tool]:
         )
     ]
     tools += [Tool(name, schema, _memory_tool(name)) for name, schema in memory.MEMORY_TOOLS.items()]
-    tools += [Tool(name, schema, handler) for name, (schema, handler) in messaging.MESSAGING_TOOLS.items()]
+    tools += [Tool(name, schema, handler, messaging.narrow_schema) for name, (schema, handler) in messaging.MESSAGING_TOOLS.items()]
     return {t.name: t for t in tools}
 
 

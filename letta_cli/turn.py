@@ -72,7 +72,8 @@ async def run_turn(ctx: TurnContext, client: ModelClient, endpoint: Endpoint) ->
     started_at, started = now(), time.monotonic()
     agent, limits = ctx.agent, ctx.limits
     tools = enabled_tools(agent.tools, agent.disabled_tools)
-    schemas = [t.schema for t in tools.values()]
+    schemas = [t.specialize(ctx, t.schema) if t.specialize else t.schema for t in tools.values()]
+    offer_tools = True
     terminal = set(agent.tool_rules.terminal)
     past = [e.to_chat() for e in history.window(ctx.ws.history_file(agent.name), limits.history_messages, limits.history_chars)]
     entries = [entry(ctx, 0, "user", content=inbound_text(ctx.message), sender=ctx.message.sender)]
@@ -85,7 +86,7 @@ async def run_turn(ctx: TurnContext, client: ModelClient, endpoint: Endpoint) ->
         if step == 0 and first in tools:
             tool_choice = {"type": "function", "function": {"name": first}}
         async with ctx.scheduler.model_slot():
-            result = await client.complete(endpoint, request, schemas, tool_choice, agent.temperature)
+            result = await client.complete(endpoint, request, schemas if offer_tools else [], tool_choice, agent.temperature)
         from letta_cli.faults import crashpoint
 
         crashpoint("after_model_call")
@@ -99,6 +100,9 @@ async def run_turn(ctx: TurnContext, client: ModelClient, endpoint: Endpoint) ->
         ctx.scheduler.charge(ctx, result.usage)
         if not result.tool_calls:
             text = (result.content or "").strip()
+            if not text and offer_tools and schemas and step + 1 < limits.max_steps:
+                offer_tools = False  # small models often answer "auto" with nothing: ask once more, tool-free
+                continue
             entries.append(entry(ctx, len(entries), "assistant", content=text))
             if text:
                 ctx.replies.append(text)

@@ -2,5 +2,5 @@
 # The main job: a real multi-agent demo. Needs OPENAI_API_KEY (or OPENAI_BASE_URL for a compatible server).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-scripts/setup.sh
+scripts/setup.sh local
 exec .venv/bin/agents demo "$@"

@@ -3,5 +3,5 @@
 # Extra arguments go to pytest (e.g. scripts/test.sh -k queue -x).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-scripts/setup.sh test
+scripts/setup.sh test,local
 exec .venv/bin/python -m pytest "$@"

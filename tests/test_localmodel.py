@@ -1,0 +1,268 @@
+"""The embedded local model: the real llama.cpp server and SmolLM2 weights, through the real openai SDK.
+
+Tests that need the model skip only when llama-cpp-python is not installed (`scripts/setup.sh test,local`);
+the error paths run everywhere.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from letta_cli import localmodel
+from letta_cli.workspace import Workspace
+from tests.conftest import CLI, REPO, base_env
+
+FORCED_TOOL = {
+    "type": "function",
+    "function": {
+        "name": "get_weather",
+        "description": "Get the current weather for a city",
+        "parameters": {
+            "type": "object",
+            "properties": {"city": {"type": "string", "description": "The city name"}},
+            "required": ["city"],
+        },
+    },
+}
+
+
+def needs_model() -> None:
+    pytest.importorskip("llama_cpp", reason="the local-model extra is not installed")
+
+
+def gone(pid: int) -> bool:
+    """The process no longer runs (a zombie waiting for its parent counts as gone)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return True
+    return stat.rsplit(")", 1)[1].split()[0] == "Z"
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory):
+    """One real model server for the module, started through the library."""
+    needs_model()
+    ws = Workspace(tmp_path_factory.mktemp("local") / "ws")
+    (ws.root / "agents.d").mkdir(parents=True)
+    info = localmodel.serve(ws)
+    yield ws, info
+    localmodel.stop(ws)
+
+
+@pytest.fixture
+def fresh(tmp_path, ws):
+    """A workspace of its own for a test that starts a server; the server is stopped however the test ends."""
+    needs_model()
+    yield Workspace(ws)
+    localmodel.stop(Workspace(ws))
+
+
+@pytest.fixture
+def client(served):
+    import openai
+
+    _, info = served
+    return openai.OpenAI(base_url=info.base_url, api_key="local", max_retries=0, timeout=60)
+
+
+# --- the real model --------------------------------------------------------------------------------------
+
+
+def test_serve_records_a_ready_server(served):
+    ws, info = served
+    assert info.ready and info.base_url == f"http://127.0.0.1:{info.port}/v1"
+    record = json.loads(localmodel.record_path(ws).read_text())
+    assert record["pid"] == info.pid and record["version"] == 1 and record["model"] == info.model
+    assert Path(record["gguf"]).is_file() and "ready" not in record
+    assert localmodel.status(ws).ready
+    assert localmodel.ensure_server(ws) == (info.base_url, info.model)
+
+
+def test_a_second_serve_reuses_the_running_server(served):
+    ws, info = served
+    assert localmodel.serve(ws).pid == info.pid
+
+
+def test_plain_completion(client, served):
+    _, info = served
+    response = client.chat.completions.create(
+        model=info.model,
+        messages=[
+            {"role": "system", "content": "You are a helpful assistant."},
+            {"role": "user", "content": "Say hi."},
+        ],
+        max_tokens=24,
+    )
+    choice = response.choices[0]
+    assert choice.message.role == "assistant" and choice.message.content
+    assert response.usage.prompt_tokens > 0 and response.usage.completion_tokens > 0
+
+
+def test_forced_tool_call_has_json_arguments(client, served):
+    _, info = served
+    response = client.chat.completions.create(
+        model=info.model,
+        messages=[{"role": "user", "content": "What is the weather in Paris?"}],
+        tools=[FORCED_TOOL],
+        tool_choice={"type": "function", "function": {"name": "get_weather"}},
+        max_tokens=64,
+    )
+    choice = response.choices[0]
+    assert choice.finish_reason == "tool_calls"
+    (call,) = choice.message.tool_calls
+    assert call.type == "function" and call.function.name == "get_weather" and call.id
+    arguments = json.loads(call.function.arguments)  # the server constrains them to the schema
+    assert isinstance(arguments["city"], str)
+
+
+def test_tool_result_round_trip(client, served):
+    """A tool call and its result sent back: the assistant message needs content "" (None is rejected)."""
+    _, info = served
+    messages = [
+        {"role": "user", "content": "What is the weather in Paris?"},
+        {"role": "assistant", "content": "", "tool_calls": [
+            {"id": "call_1", "type": "function", "function": {"name": "get_weather", "arguments": '{"city": "Paris"}'}}
+        ]},
+        {"role": "tool", "tool_call_id": "call_1", "content": "Sunny, 21 C"},
+    ]
+    response = client.chat.completions.create(model=info.model, messages=messages, max_tokens=32)
+    assert response.choices[0].finish_reason in ("stop", "length")
+
+
+def test_cli_status_sees_the_servers_of_the_workspace(served, tmp_path):
+    ws, info = served
+    cli = CLI(ws.root, base_env(tmp_path))
+    status = cli.ok("model", "status", "--json").json()
+    assert status["running"] and status["ready"] and status["pid"] == info.pid
+    assert status["base_url"] == info.base_url and status["log"] == str(localmodel.log_path(ws))
+    assert cli.ok("model", "serve", "--json").json()["pid"] == info.pid
+    assert cli.ok("model", "serve").out.strip() == info.base_url
+    assert cli.ok("model", "status").out.startswith("ready: ")
+
+
+def test_cli_serve_status_stop(tmp_path, ws, fresh):
+    cli = CLI(ws, base_env(tmp_path))
+    assert cli.ok("model", "status", "--json").json() == {
+        "running": False, "ready": False, "log": str(ws / ".agents" / "model-server.log")
+    }
+    started = cli.ok("model", "serve", "--json").json()
+    assert started["running"] and started["ready"]
+    pid = started["pid"]
+    assert not gone(pid)
+    assert cli.ok("model", "stop", "--json").json() == {"stopped": True}
+    deadline = time.monotonic() + 5
+    while not gone(pid) and time.monotonic() < deadline:  # reparented: init reaps it
+        time.sleep(0.05)
+    assert gone(pid)
+    assert not (ws / ".agents" / "model-server.json").exists()
+    assert cli.ok("model", "stop").out.strip() == "not running"
+    assert cli.ok("model", "status", "--json").json()["running"] is False
+
+
+def test_two_shells_starting_at_once_get_one_server(tmp_path, ws, fresh):
+    cli = CLI(ws, base_env(tmp_path))
+    procs = [cli.popen("model", "serve", "--json", stdout=subprocess.PIPE) for _ in range(2)]
+    outs = [json.loads(p.communicate(timeout=120)[0]) for p in procs]
+    assert outs[0]["pid"] == outs[1]["pid"] and outs[0]["ready"] and outs[1]["ready"]
+    assert cli.ok("model", "stop", "--json").json() == {"stopped": True}
+
+
+def test_library_stop_kills_the_process_and_removes_the_record(fresh):
+    ws = fresh
+    info = localmodel.serve(ws)
+    assert localmodel.stop(ws) is True
+    assert gone(info.pid) and not localmodel.record_path(ws).exists()
+    assert localmodel.status(ws) is None and localmodel.stop(ws) is False
+
+
+def test_a_server_killed_behind_our_back_is_forgotten(fresh):
+    ws = fresh
+    info = localmodel.serve(ws)
+    os.kill(info.pid, 9)
+    deadline = time.monotonic() + 5
+    while localmodel.status(ws) is not None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert localmodel.status(ws) is None and not localmodel.record_path(ws).exists()
+
+
+def test_a_server_that_dies_at_start_is_reported_with_its_log(tmp_path, ws, fresh):
+    cli = CLI(ws, {**base_env(tmp_path), "LETTA_CLI_MODEL_ARGS": "--n_ctx lots"})
+    res = cli("model", "serve")
+    assert res.code == 7
+    assert "exited with code 2 while starting" in res.err and "invalid int value: 'lots'" in res.err
+    assert not (ws / ".agents" / "model-server.json").exists()
+
+
+# --- without the model -----------------------------------------------------------------------------------
+
+
+def test_gguf_override_to_a_missing_file_says_so(tmp_path, ws):
+    missing = tmp_path / "nope.gguf"
+    cli = CLI(ws, {**base_env(tmp_path), "LETTA_CLI_GGUF": str(missing)})
+    for command in (("model", "path"), ("model", "serve")):
+        res = cli(*command)
+        assert res.code == 7, res.err
+        assert res.err.strip() == f"agents: error: LETTA_CLI_GGUF is set to {missing}, which is not a file"
+    assert not (ws / ".agents" / "model-server.json").exists()
+
+
+def test_gguf_override_is_used(tmp_path, ws):
+    weights = tmp_path / "other.gguf"
+    weights.write_bytes(b"GGUF")
+    cli = CLI(ws, {**base_env(tmp_path), "LETTA_CLI_GGUF": str(weights)})
+    assert cli.ok("model", "path").out.strip() == str(weights)
+
+
+def test_without_llama_cpp_serve_says_what_to_install(tmp_path, ws):
+    """A llama_cpp package without the server shadows the real one: serve explains how to install it."""
+    shadow = tmp_path / "shadow" / "llama_cpp"
+    shadow.mkdir(parents=True)
+    (shadow / "__init__.py").write_text("")
+    weights = tmp_path / "weights.gguf"
+    weights.write_bytes(b"GGUF")
+    env = {**base_env(tmp_path), "LETTA_CLI_GGUF": str(weights)}
+    env["PYTHONPATH"] = f"{shadow.parent}{os.pathsep}{env['PYTHONPATH']}"
+    cli = CLI(ws, env)
+    res = cli("model", "serve")
+    assert res.code == 7
+    assert "not installed (llama-cpp-python has no server module)" in res.err
+    assert "pip install 'letta-cli[local]'" in res.err and "-DGGML_NATIVE=OFF" in res.err
+    assert "local model not installed" in cli.ok("model", "status").out
+
+
+def test_a_stale_record_is_removed(tmp_path):
+    ws = Workspace(tmp_path / "ws")
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    localmodel._write_record(
+        ws, localmodel.ServerInfo(pid=dead.pid, port=1, base_url="http://127.0.0.1:1/v1", model="m", gguf="/x.gguf")
+    )
+    assert localmodel.status(ws) is None
+    assert not localmodel.record_path(ws).exists()
+    assert localmodel.stop(ws) is False
+
+
+@pytest.mark.skipif(not Path("/proc/self/cmdline").exists(), reason="needs /proc to tell programs apart")
+def test_a_record_naming_another_program_is_not_signalled(tmp_path):
+    """A reused pid (here: this test's own process) is never taken for the server, nor killed."""
+    ws = Workspace(tmp_path / "ws")
+    localmodel._write_record(
+        ws, localmodel.ServerInfo(pid=os.getpid(), port=1, base_url="http://127.0.0.1:1/v1", model="m", gguf="/x.gguf")
+    )
+    assert localmodel.status(ws) is None
+    assert localmodel.stop(ws) is False  # and we are still here
+
+
+def test_is_available_is_cheap_and_does_not_import_llama_cpp():
+    code = "import sys, letta_cli.localmodel as m; m.is_available(); print('llama_cpp' in sys.modules)"
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env).stdout
+    assert out.strip() == "False"
