@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 from letta_cli.fsio import append_line, read_json_lines
 from letta_cli.models import Message, now
@@ -16,13 +16,19 @@ from letta_cli.models import Message, now
 TRACE_VERSION = 1
 
 
+Listener = Callable[[dict], None]
+
+
 class Trace:
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, listener: Listener | None = None):
         self.path = path
+        self.listener = listener  # sees every event once it is on disk (live progress, `-v`)
 
     def emit(self, event: str, **fields: Any) -> dict:
         record = {"v": TRACE_VERSION, "ts": now().isoformat(), "event": event, **fields}
         append_line(self.path, json.dumps(record, ensure_ascii=False, default=str), sync=False)
+        if self.listener is not None:
+            self.listener(record)
         return record
 
     def published(self, message: Message) -> None:
