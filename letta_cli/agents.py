@@ -120,9 +120,16 @@ def new_agent(
     memory: dict[str, str] | None = None,
     shared: list[str] | None = None,
     first_tool: str | None = None,
+    tools: list[str] | None = None,
 ) -> AgentDef:
     """Build (and validate) a definition from the `agents create` options; bad options are usage errors."""
     check_name(name)
+    from letta_cli.tools import builtin_tools
+
+    known = builtin_tools()
+    for tool in [*(tools or []), *([first_tool] if first_tool else [])]:
+        if tool not in known:
+            raise UsageError(f"unknown tool {tool!r}; built-in tools: {', '.join(known)}")
     data: dict = {"name": name, "description": description, "tags": tags or []}
     if model:
         data["model"] = model
@@ -131,6 +138,8 @@ def new_agent(
     data["memory"] = {"blocks": {k: {"value": v} for k, v in (memory or {}).items()}, "shared": shared or []}
     if first_tool:
         data["tool_rules"] = {"first": first_tool}
+    if tools is not None:
+        data["tools"] = tools
     try:
         return AgentDef.model_validate(data)
     except ValidationError as exc:

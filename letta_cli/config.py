@@ -28,6 +28,7 @@ class Limits(BaseModel):
     wait_timeout: float = Field(300.0, gt=0, description="seconds a wait-for-reply tool call waits")
     model_timeout: float = Field(120.0, gt=0, description="seconds for one model request")
     model_retries: int = Field(4, ge=0, description="SDK retries on 429/5xx/timeouts per model request")
+    max_tokens: int | None = Field(None, ge=1, description="completion tokens per model call (unset: the server's)")
     chain_token_budget: int | None = Field(None, ge=1, description="tokens one chain may use")
     agent_token_budget: int | None = Field(None, ge=1, description="tokens one agent may use per chain")
 
@@ -105,6 +106,7 @@ version = 1
 # wait_timeout = 300          # seconds a wait-for-reply tool call waits
 # model_timeout = 120         # seconds for one model request
 # model_retries = 4           # retries on 429/5xx/timeouts per model request
+# max_tokens = 512            # completion tokens per model call (unset: the server's default)
 # chain_token_budget = 200000 # tokens one chain may use (unset: no budget)
 # agent_token_budget = 50000  # tokens one agent may use within one chain (unset: no budget)
 

@@ -98,6 +98,7 @@ class ModelClient:
         tools: list[dict],
         tool_choice: str | dict | None = None,
         temperature: float | None = None,
+        max_tokens: int | None = None,
     ) -> Completion:
         kwargs: dict[str, Any] = {"model": endpoint.model, "messages": messages}
         if tools:  # strict servers reject tool_choice without tools
@@ -105,6 +106,8 @@ class ModelClient:
             kwargs["tool_choice"] = tool_choice or "auto"
         if temperature is not None:
             kwargs["temperature"] = temperature
+        if max_tokens is not None:  # max_tokens, not max_completion_tokens: llama.cpp ignores the latter
+            kwargs["max_tokens"] = max_tokens
         started = time.monotonic()
         response = await self._client(endpoint).chat.completions.create(**kwargs)
         duration = time.monotonic() - started

@@ -112,6 +112,7 @@ class AgentLimits(BaseModel):
     history_messages: int | None = Field(None, ge=0)
     history_chars: int | None = Field(None, ge=0)
     wait_timeout: float | None = Field(None, gt=0)
+    max_tokens: int | None = Field(None, ge=1)
 
 
 class AgentDef(BaseModel):

@@ -86,7 +86,7 @@ async def run_turn(ctx: TurnContext, client: ModelClient, endpoint: Endpoint) ->
         if step == 0 and first in tools:
             tool_choice = {"type": "function", "function": {"name": first}}
         async with ctx.scheduler.model_slot():
-            result = await client.complete(endpoint, request, schemas if offer_tools else [], tool_choice, agent.temperature)
+            result = await client.complete(endpoint, request, schemas if offer_tools else [], tool_choice, agent.temperature, limits.max_tokens)
         from letta_cli.faults import crashpoint
 
         crashpoint("after_model_call")

@@ -61,6 +61,7 @@ def register(app: typer.Typer) -> None:
         memory: Annotated[Optional[list[str]], typer.Option("--memory", help="Private block LABEL=VALUE; repeatable.")] = None,
         shared: Annotated[Optional[list[str]], typer.Option("--shared", help="Attach a shared block; repeatable.")] = None,
         first_tool: Annotated[Optional[str], typer.Option("--first-tool", help="Tool the model must call first in each turn.")] = None,
+        tools: Annotated[Optional[str], typer.Option("--tools", help="Enabled tools, a,b ('none': no tools; default: all built-ins).")] = None,
         force: Annotated[bool, typer.Option("--force", "-f", help="Replace an existing agent.")] = False,
         json_out: JsonOpt = False,
     ) -> None:
@@ -88,6 +89,7 @@ def register(app: typer.Typer) -> None:
             memory=parse_assignments(memory or [], "--memory"),
             shared=split_csv(shared),
             first_tool=first_tool,
+            tools=None if tools is None else [] if tools.strip() == "none" else split_csv([tools]),
         )
         ws = workspace()
         path = AgentStore(ws).save(agent, overwrite=force)

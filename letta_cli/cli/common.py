@@ -22,6 +22,21 @@ class Globals:
 G = Globals()
 
 
+def lazy(module_name: str):
+    """Import a library module on first attribute use, so `agents list` never pays for the engine."""
+    import importlib.util
+
+    if module_name in sys.modules:
+        return sys.modules[module_name]
+    spec = importlib.util.find_spec(module_name)
+    assert spec is not None and spec.loader is not None
+    spec.loader = importlib.util.LazyLoader(spec.loader)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[module_name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
 def workspace() -> Workspace:
     return Workspace.find(G.workspace)
 

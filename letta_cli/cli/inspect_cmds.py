@@ -12,10 +12,11 @@ from typing import Annotated, Optional
 
 import typer
 
-from letta_cli import observe
-from letta_cli.cli.common import err_console, out, print_json, table, workspace
+from letta_cli.cli.common import lazy, err_console, out, print_json, table, workspace
 from letta_cli.errors import NotFound, UsageError
 from letta_cli.workspace import Workspace
+
+observe = lazy("letta_cli.observe")
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON (stable format, see docs/observability.md).")]
 FOLLOW_POLL_SECONDS = 0.2

@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from letta_cli.cli import agents_cmds
+from letta_cli.cli import agents_cmds, blocks, inspect_cmds, messaging_cmds, model, transfer, demo_cmd
 from letta_cli.cli.common import G, warn
 from letta_cli.errors import AgentsError
 
@@ -33,7 +33,7 @@ def main_options(
     G.workspace, G.verbose, G.quiet = workspace, verbose, quiet
 
 
-for module in (agents_cmds,):
+for module in (agents_cmds, messaging_cmds, blocks, model, transfer, inspect_cmds, demo_cmd):
     module.register(app)
 
 

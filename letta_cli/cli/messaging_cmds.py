@@ -6,13 +6,14 @@ from typing import Annotated, Optional
 
 import typer
 
-from letta_cli import client
 from letta_cli.agents import AgentStore
-from letta_cli.cli.common import G, info, out, print_json, read_message, table, workspace
-from letta_cli.errors import ModelFailure, NotFound, UsageError
+from letta_cli.cli.common import G, info, lazy, out, print_json, read_message, table, workspace
+from letta_cli.errors import ModelFailure, NotFound, UsageError, WaitTimeout
 from letta_cli.models import USER, TurnRecord
 from letta_cli.names import split_csv
-from letta_cli.progress import watching
+
+client = lazy("letta_cli.client")
+progress_view = lazy("letta_cli.progress")
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON (stable format, see docs/cli.md).")]
 TimeoutOpt = Annotated[Optional[float], typer.Option("--timeout", help="Seconds to wait for replies (default: no limit).")]
@@ -57,7 +58,7 @@ def register(app: typer.Typer) -> None:
         if no_wait:
             print_json({"message_id": msg.id, "agent": name, "status": "queued"}) if json_out else out().print(msg.id)
             return
-        with watching(ws, [msg], quiet=G.quiet, verbose=G.verbose) as progress:
+        with progress_view.watching(ws, [msg], quiet=G.quiet, verbose=G.verbose) as progress:
             records = client.wait(ws, [msg.id], timeout, on_poll=progress.on_poll, on_event=progress.on_event)
         record = records[msg.id]
         if json_out:
@@ -87,7 +88,8 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Send a message to every agent having ALL the tags and collect every reply.
 
-        Exit status: 0 when every agent answered; 3 when no agent matches; 7 when any agent failed.
+        Exit status: 0 when every agent answered; 3 when no agent matches; 6 on --timeout (the replies that
+        came are still printed); 7 when any agent failed.
 
         Examples:
           agents broadcast --tags worker "Report your status"
@@ -107,12 +109,17 @@ def register(app: typer.Typer) -> None:
             rows = [{"agent": m.recipient, "message_id": m.id, "status": "queued"} for m in messages]
             print_json(rows) if json_out else out().print("\n".join(m.id for m in messages))
             return
-        with watching(ws, messages, quiet=G.quiet, verbose=G.verbose) as progress:
-            records = client.wait(ws, [m.id for m in messages], timeout, on_poll=progress.on_poll, on_event=progress.on_event)
+        timed_out: WaitTimeout | None = None
+        with progress_view.watching(ws, messages, quiet=G.quiet, verbose=G.verbose) as progress:
+            try:
+                records = client.wait(ws, [m.id for m in messages], timeout, on_poll=progress.on_poll, on_event=progress.on_event)
+            except WaitTimeout as exc:  # still report the replies that came in time
+                timed_out, records = exc, exc.records
+        missing = f"no reply within {timeout:g}s (still queued)" if timed_out else "no reply"
         rows = []
         for m in messages:
             rec = records.get(m.id)
-            rows.append({"agent": m.recipient, "reply": reply_text(rec), "error": None if not failed(rec) else (rec.error if rec else "no reply")})
+            rows.append({"agent": m.recipient, "reply": reply_text(rec), "error": None if not failed(rec) else (rec.error if rec else missing)})
         if json_out:
             print_json(rows)
         else:
@@ -120,6 +127,8 @@ def register(app: typer.Typer) -> None:
             for row in rows:
                 t.add_row(row["agent"], row["reply"] if row["error"] is None else f"ERROR: {row['error']}")
             out().print(t)
+        if timed_out is not None:
+            raise timed_out
         if any(r["error"] is not None for r in rows):
             raise typer.Exit(ModelFailure.exit_code)
 

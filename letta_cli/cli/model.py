@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 
-from letta_cli import localmodel
-from letta_cli.cli.common import info, out, print_json, warn, workspace
-from letta_cli.localmodel import ServerInfo
+from letta_cli.cli.common import lazy, info, out, print_json, warn, workspace
 from letta_cli.workspace import Workspace
+
+if TYPE_CHECKING:
+    from letta_cli.localmodel import ServerInfo
+
+localmodel = lazy("letta_cli.localmodel")
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON (stable format, see docs/local-model.md).")]
 

@@ -1,0 +1,28 @@
+"""`agents demo`: a real multi-agent run, end to end."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("demo")
+    def demo_cmd(
+        directory: Annotated[Optional[Path], typer.Option("--dir", help="Fresh folder for the demo workspace (default: a new temp folder).")] = None,
+        model: Annotated[Optional[str], typer.Option("--model", "-m", help="Model for every agent ('local' = embedded).")] = None,
+    ) -> None:
+        """Run the demo: a supervisor and three workers with a shared memory block; a broadcast from the shell,
+        a supervisor broadcasting with its tool, a wait-for-reply exchange, an async message, then the traces.
+
+        Uses the embedded local model unless OPENAI_API_KEY or OPENAI_BASE_URL is set.
+
+        Examples:
+          agents demo
+          OPENAI_API_KEY=sk-... agents demo --model gpt-4o-mini --dir ./demo
+        """
+        from letta_cli.demo import run_demo
+
+        run_demo(directory, model)
