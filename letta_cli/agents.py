@@ -7,6 +7,7 @@ asked to change is ever written.
 from __future__ import annotations
 
 import difflib
+import gc
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -66,6 +67,13 @@ class AgentStore:
         return sorted(e[:-5] for e in entries if e.endswith(".toml") and not e.startswith("."))
 
     def load_all(self) -> LoadReport:
+        gc.disable()  # thousands of small models: the collector's passes cost more than the parsing
+        try:
+            return self._load_all()
+        finally:
+            gc.enable()
+
+    def _load_all(self) -> LoadReport:
         agents, errors = [], []
         for name in self.names():
             try:

@@ -7,13 +7,15 @@ its reply is ready (then finishes the chains it started), so shell scripts need 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Callable
 
 from letta_cli.agents import AgentStore
-from letta_cli.errors import Conflict, NotFound, UsageError, WaitTimeout
+from letta_cli.errors import Conflict, NotFound, StorageError, UsageError, WaitTimeout
 from letta_cli.fsio import atomic_write, locked
 from letta_cli.models import USER, Message, MessageKind, TurnRecord, new_id
 from letta_cli.queue import Queue
@@ -71,9 +73,11 @@ def publish(
         Message(recipient=r, body=body, sender=sender, kind=kind, chain_id=chain, force_tool=force_tool)
         for r in recipients
     ]
-    for message in messages:
-        queue.publish(message)
-        trace.published(message)
+    with ThreadPoolExecutor(max_workers=min(16, len(messages))) as io:  # overlaps the fsyncs of a fan-out
+        queue.publish_many(messages, io)
+    with contextlib.suppress(StorageError):  # the messages are durable: failing now would invite a resend
+        for message in messages:
+            trace.published(message)
     return messages
 
 

@@ -61,6 +61,8 @@ def load_toml(path: Path) -> dict:
         return tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise InvalidFile(f"{path}: invalid TOML: {exc}") from None
+    except RecursionError:
+        raise InvalidFile(f"{path}: invalid TOML: nested too deeply") from None
 
 
 def describe_validation(path: Path | str, exc: ValidationError) -> str:

@@ -97,7 +97,7 @@ def append_line(path: Path, line: str, *, sync: bool = True) -> None:
     data = (line.rstrip("\n") + "\n").encode()
     with storage_errors(str(path)):
         ensure_dir(path.parent)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, FILE_MODE)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW, FILE_MODE)
         try:
             failpoint("append")
             os.write(fd, data)
@@ -124,7 +124,8 @@ def read_json_lines(path: Path) -> Iterator[dict]:
 def locked(path: Path, *, blocking: bool = True) -> Iterator[bool]:
     """Hold an exclusive flock on `path` (created if needed). Yields False if non-blocking and busy."""
     ensure_dir(path.parent)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, FILE_MODE)
+    with storage_errors(str(path)):
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, FILE_MODE)
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB))

@@ -7,6 +7,7 @@ model, never at CLI start-up.
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from dataclasses import dataclass
@@ -117,11 +118,14 @@ class ModelClient:
         calls = []
         for i, tc in enumerate(message.tool_calls or []):
             fn = getattr(tc, "function", None)
+            arguments = getattr(fn, "arguments", "") or ""
+            if not isinstance(arguments, str):  # some servers send an object instead of JSON text
+                arguments = json.dumps(arguments, default=str)
             calls.append(
                 {
                     "id": tc.id or f"call_{i}",
                     "type": "function",
-                    "function": {"name": getattr(fn, "name", "") or "", "arguments": getattr(fn, "arguments", "") or ""},
+                    "function": {"name": str(getattr(fn, "name", "") or ""), "arguments": arguments},
                 }
             )
         u = response.usage
@@ -147,7 +151,19 @@ def is_permanent(exc: BaseException) -> bool:
     return isinstance(exc, NoEndpoint)
 
 
+def redact(text: str) -> str:
+    """Blank any API key from the environment that an error text (e.g. echoed by an endpoint) contains."""
+    for name, value in os.environ.items():
+        if value and len(value) >= 8 and ("KEY" in name or "TOKEN" in name or "SECRET" in name) and value in text:
+            text = text.replace(value, "***")
+    return text
+
+
 def describe(exc: BaseException) -> str:
+    return redact(_describe(exc))
+
+
+def _describe(exc: BaseException) -> str:
     import openai
 
     if isinstance(exc, openai.APIStatusError):

@@ -213,6 +213,7 @@ class BlockStore:
         with locked(self._lock_path(label, owner)):
             current = self.get(label, owner)
             if edit_key is not None and edit_key in current.recent_edit_keys:
+                self._restore_log_entry(label, owner, current, edit_key, actor, tool)
                 return current
             if current.read_only and not force:
                 raise EditRefused(f"block {label!r} is read-only and cannot be edited", "read_only")
@@ -229,6 +230,14 @@ class BlockStore:
             )
             append_line(self.log_path(label, owner), entry.model_dump_json())
         return new
+
+    def _restore_log_entry(self, label: str, owner: str | None, block: Block, key: str, actor: str, tool: str) -> None:
+        """A crash between a block write and its log line leaves the log short: add the line on replay."""
+        if any(e.edit_key == key for e in self.log(label, owner)[-RECENT_EDIT_KEYS:]):
+            return
+        size = len(block.value)
+        entry = BlockEdit(actor=actor, tool=tool, before=size, after=size, revision=block.revision, edit_key=key)
+        append_line(self.log_path(label, owner), entry.model_dump_json())
 
     def delete(self, label: str, owner: str | None = None, *, force: bool = False) -> list[str]:
         """Delete a block and its change log. A shared block still attached to agents needs force=True;
@@ -295,6 +304,8 @@ def _parse(path: Path, raw: bytes, label: str, owner: str | None) -> Block:
         raise InvalidFile(f"{path}: not UTF-8 text") from None
     except json.JSONDecodeError as exc:
         raise InvalidFile(f"{path}: invalid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
+    except RecursionError:
+        raise InvalidFile(f"{path}: invalid JSON: nested too deeply") from None
     try:
         block = Block.model_validate(data)
     except ValidationError as exc:

@@ -108,14 +108,14 @@ async def send_message_to_agents_matching_all_tags(ctx: "TurnContext", args: dic
     return json.dumps(out, ensure_ascii=False)
 
 
-ENUM_MAX_AGENTS = 32  # above this, listing every id would cost more prompt tokens than it saves
+ENUM_MAX_CHARS = 240  # ids listed in a schema, in all; above this they would cost more tokens than they save
 
 
 def narrow_schema(ctx: "TurnContext", schema: dict[str, Any]) -> dict[str, Any]:
     """Constrain `other_agent_id` to the agents that exist (not the caller) and `tags` to tags in use."""
     store = AgentStore(ctx.ws)
     names = store.names()
-    if len(names) > ENUM_MAX_AGENTS:
+    if sum(len(n) + 4 for n in names) > ENUM_MAX_CHARS:
         return schema
     others = [n for n in names if n != ctx.agent.name]
     props = dict(schema["function"]["parameters"]["properties"])

@@ -14,15 +14,16 @@ import contextlib
 import signal
 import time
 from collections import Counter, defaultdict
+from concurrent.futures import ThreadPoolExecutor
 from typing import Literal
 
 from letta_cli import history
 from letta_cli.agents import AgentStore
 from letta_cli.errors import AgentsError, StorageError, ToolError
 from letta_cli.faults import crashpoint
-from letta_cli.llm import ModelClient, describe, is_permanent, resolve_endpoint
+from letta_cli.llm import ModelClient, describe, is_permanent, redact, resolve_endpoint
 from letta_cli.models import Message, TurnRecord, Usage, now
-from letta_cli.queue import Claimed, Entry, Queue
+from letta_cli.queue import Claimed, Entry, Queue, sweep_temp_files
 from letta_cli.records import TurnRecords
 from letta_cli.trace import Trace
 from letta_cli.turn import TurnContext, run_turn
@@ -91,6 +92,7 @@ class Scheduler:
         self._peek_cache: dict[str, tuple[str | None, str | None]] = {}
         self.fatal: BaseException | None = None
         self._slots: asyncio.Semaphore | None = None
+        self._io: ThreadPoolExecutor | None = None  # commits and fsyncs overlap here, off the event loop
         self._wake: asyncio.Event | None = None
         self._stopping = False
 
@@ -100,11 +102,13 @@ class Scheduler:
         """Run until the mode says stop (or a signal). Returns the number of messages handled."""
         self._slots = asyncio.Semaphore(self.limits.concurrency)
         self._wake = asyncio.Event()
+        self._io = ThreadPoolExecutor(max_workers=16, thread_name_prefix="agents-io")
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.add_signal_handler(sig, self.stop)
         self.queue.recover()
+        sweep_temp_files(self.ws.state_dir)
         try:
             while not self._stopping:
                 pending = self._pump()
@@ -151,11 +155,14 @@ class Scheduler:
         blocked: set[str] = set()  # agents whose oldest message cannot start now: the rest wait (FIFO)
         clock = time.time()
         for entry in entries:
-            recipient, chain = self._peek(entry)
+            peeked = self._peek(entry)
+            if peeked is None:  # claimed or moved meanwhile
+                continue
+            recipient, chain = peeked
             if recipient is None:  # unreadable: claiming it quarantines it at once
                 self.queue.claim(entry)
                 continue
-            if not recipient or recipient in blocked:
+            if recipient in blocked:
                 pending += recipient in blocked and self._claimable(chain)
                 continue
             blocked.add(recipient)
@@ -171,7 +178,7 @@ class Scheduler:
                 self.busy[recipient] = asyncio.get_running_loop().create_task(self._handle(claimed))
         return pending
 
-    def _peek(self, entry: Entry) -> tuple[str | None, str | None]:
+    def _peek(self, entry: Entry) -> tuple[str | None, str | None] | None:
         """Recipient and chain of a waiting message (read once, cached by id: files are immutable)."""
         hit = self._peek_cache.get(entry.id)
         if hit is None:
@@ -179,7 +186,7 @@ class Scheduler:
                 msg = self.queue.read(self.queue.dirs["new"] / entry.name)
                 hit = (msg.recipient, msg.chain_id)
             except FileNotFoundError:
-                return ("", None)
+                return None
             except (ValueError, UnicodeDecodeError):
                 hit = (None, None)
             if len(self._peek_cache) > 100_000:
@@ -193,11 +200,14 @@ class Scheduler:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         await self.client.close()
+        if self._io is not None:
+            self._io.shutdown(wait=True)
 
     # --- one message -------------------------------------------------------------------------------
 
     async def _handle(self, claimed: Claimed) -> None:
         msg = claimed.message
+        loop = asyncio.get_running_loop()
         committed = False
         try:
             record = self.records.get(msg.id)
@@ -205,10 +215,13 @@ class Scheduler:
                 record = await self._run(claimed)
                 if record is None:  # put back for a retry
                     return
-                self.records.commit(record)
-                crashpoint("after_commit")
+                await loop.run_in_executor(self._io, self._commit, record)
             committed = True
-            self._apply(record, claimed)
+            await loop.run_in_executor(self._io, self._apply, record, claimed)
+            self.handled += 1
+            future = self.futures.pop(msg.id, None)
+            if future is not None and not future.done():
+                future.set_result(record)
         except asyncio.CancelledError:
             if not committed and claimed.path.exists():
                 with contextlib.suppress(OSError):
@@ -225,6 +238,10 @@ class Scheduler:
             if self._wake is not None:
                 self._wake.set()
 
+    def _commit(self, record: TurnRecord) -> None:
+        self.records.commit(record)
+        crashpoint("after_commit")
+
     def _final(self, msg: Message, status: str, error: str, attempts: int) -> TurnRecord:
         return TurnRecord(
             message_id=msg.id, agent=msg.recipient, sender=msg.sender, chain_id=msg.chain_id,
@@ -235,6 +252,8 @@ class Scheduler:
         msg, attempts = claimed.message, claimed.attempts
         if attempts > self.limits.max_attempts:
             return self._final(msg, "dead", f"gave up after {attempts - 1} attempts (the process died during them)", attempts)
+        if len(msg.body) > self.limits.max_message_chars:
+            return self._final(msg, "dead", f"message is {len(msg.body):,} characters; the limit is {self.limits.max_message_chars:,}", attempts)
         try:
             agent = self.store.get(msg.recipient)
         except AgentsError as exc:
@@ -256,7 +275,7 @@ class Scheduler:
         except StorageError:
             raise
         except Exception as exc:  # model failures, broken memory files, bugs: retried, then dead-lettered
-            reason = describe(exc) if not isinstance(exc, AgentsError) else str(exc)
+            reason = describe(exc) if not isinstance(exc, AgentsError) else redact(str(exc))
             permanent = isinstance(exc, AgentsError) or is_permanent(exc)
             if permanent or attempts >= self.limits.max_attempts:
                 return self._final(msg, "dead", reason, attempts)
@@ -266,15 +285,16 @@ class Scheduler:
             return None
 
     def _apply(self, record: TurnRecord, claimed: Claimed) -> None:
-        """Make a committed turn's effects real. Each step is idempotent, so a replay after a crash is safe."""
+        """Make a committed turn's effects real (on the I/O pool). Each step is idempotent, so a replay after a
+        crash is safe."""
         msg = claimed.message
-        if record.status == "ok" and record.history:
+        if record.history:  # ok, or ended in error after real work (e.g. the step limit)
             path = self.ws.history_file(record.agent)
             if not history.has_turn(path, record.message_id):
                 history.append_turn(path, record.history)
                 crashpoint("after_history_append")
         for out in record.outbox:
-            self.publish(out)
+            self._publish_once(out)
         self.trace.emit(
             "turn_end", message_id=msg.id, chain_id=msg.chain_id, agent=record.agent, status=record.status,
             reply=record.reply, error=record.error, prompt_tokens=record.usage.prompt_tokens,
@@ -285,21 +305,15 @@ class Scheduler:
             self.queue.dead_letter(claimed, record.error or "failed")
         else:
             self.queue.ack(claimed)
-        self.handled += 1
-        future = self.futures.pop(msg.id, None)
-        if future is not None and not future.done():
-            future.set_result(record)
 
     # --- services for turns ------------------------------------------------------------------------
 
-    def publish(self, message: Message) -> None:
+    def _publish_once(self, message: Message) -> None:
         """Publish a message from a turn, once: a replayed turn re-publishes the same ids, which is a no-op."""
         if self.records.exists(message.id) or self.queue.known(message.id):
             return
         self.queue.publish(message)
         self.trace.published(message)
-        if self._wake is not None:
-            self._wake.set()
 
     @contextlib.asynccontextmanager
     async def model_slot(self):
@@ -324,31 +338,60 @@ class Scheduler:
         return outcome
 
     async def gather(self, ctx: TurnContext, messages: list[Message], limit: int) -> list[TurnRecord | str]:
-        """Send requests (at most `limit` outstanding) and collect each reply, or an error text."""
-        gate = asyncio.Semaphore(max(1, limit))
-        timeout = ctx.limits.wait_timeout
+        """Send requests, at most `limit` outstanding, and collect each reply (or an error text)."""
+        outcomes: dict[str, TurnRecord | str] = {}
+        for start in range(0, len(messages), max(1, limit)):
+            chunk = messages[start : start + max(1, limit)]
+            outcomes.update(await self._gather_chunk(ctx, chunk))
+        return [outcomes[m.id] for m in messages]
 
-        async def one(message: Message) -> TurnRecord | str:
-            async with gate:
+    async def _gather_chunk(self, ctx: TurnContext, messages: list[Message]) -> dict[str, TurnRecord | str]:
+        outcomes: dict[str, TurnRecord | str] = {}
+        accepted: list[Message] = []
+        for message in messages:  # a request that would close a waits-for cycle is never sent
+            try:
+                self.waits.add(ctx.agent.name, message.recipient)
+                accepted.append(message)
+            except ToolError as exc:
+                outcomes[message.id] = str(exc)
+        try:
+            waits = {m.id: self._future_for(m.id) for m in accepted}
+            await self._publish_batch([m for m in accepted if not waits[m.id].done()])
+            timeout = ctx.limits.wait_timeout
+
+            async def reply(message: Message) -> TurnRecord | str:
                 try:
-                    self.waits.add(ctx.agent.name, message.recipient)
-                except ToolError as exc:
-                    return str(exc)
-                try:
-                    return await asyncio.wait_for(self._reply(message), timeout)
+                    return await asyncio.wait_for(asyncio.shield(waits[message.id]), timeout)
                 except asyncio.TimeoutError:
                     return f"no reply from {message.recipient!r} within {timeout:g}s"
-                finally:
-                    self.waits.remove(ctx.agent.name, message.recipient)
 
-        return list(await asyncio.gather(*(one(m) for m in messages)))
+            for message, outcome in zip(accepted, await asyncio.gather(*(reply(m) for m in accepted))):
+                outcomes[message.id] = outcome
+        finally:
+            for message in accepted:
+                self.waits.remove(ctx.agent.name, message.recipient)
+        return outcomes
 
-    async def _reply(self, message: Message) -> TurnRecord:
-        record = self.records.get(message.id)
-        if record is not None:
-            return record
-        future = self.futures.get(message.id)
+    def _future_for(self, message_id: str) -> asyncio.Future[TurnRecord]:
+        """The future a waiting turn awaits; already done if the reply was committed (a replayed turn)."""
+        future = self.futures.get(message_id)
         if future is None:
-            future = self.futures[message.id] = asyncio.get_running_loop().create_future()
-        self.publish(message)
-        return await asyncio.shield(future)
+            future = asyncio.get_running_loop().create_future()
+            record = self.records.get(message_id)
+            if record is not None:
+                future.set_result(record)
+            else:
+                self.futures[message_id] = future
+        return future
+
+    async def _publish_batch(self, messages: list[Message]) -> None:
+        """Publish requests off the event loop, in one batch (one fsync of new/ for all)."""
+        known = self.queue.known_ids()
+        fresh = [m for m in messages if m.id not in known]
+        if fresh:
+            # on the default pool: publish_many fans its fsyncs out to self._io and waits for them
+            await asyncio.get_running_loop().run_in_executor(None, self.queue.publish_many, fresh, self._io)
+            for message in fresh:
+                self.trace.published(message)
+        if self._wake is not None:
+            self._wake.set()

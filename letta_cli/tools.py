@@ -56,7 +56,7 @@ def _memory_tool(name: str) -> Handler:
     async def handler(ctx: "TurnContext", args: dict[str, Any]) -> str:
         from letta_cli import memory
 
-        return memory.run_memory_tool(ctx.ws, ctx.agent, name, args, edit_key=ctx.edit_key())
+        return memory.run_memory_tool(ctx.ws, ctx.agent, name, args, edit_key=ctx.edit_key(name, args))
 
     return handler
 
@@ -103,7 +103,9 @@ def parse_arguments(raw: str) -> dict[str, Any]:
     try:
         args = json.loads(raw)
     except ValueError as exc:
-        raise ToolError(f"the arguments are not valid JSON ({exc.msg}); send a JSON object") from None
+        raise ToolError(f"the arguments are not valid JSON ({getattr(exc, 'msg', exc)}); send a JSON object") from None
+    except RecursionError:
+        raise ToolError("the arguments are nested too deeply; send a flat JSON object") from None
     if not isinstance(args, dict):
         raise ToolError("the arguments must be a JSON object")
     return args

@@ -7,6 +7,8 @@ mid-turn) and are keyed by (message, tool call) so a replayed turn does not appl
 
 from __future__ import annotations
 
+import hashlib
+import json
 import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -46,9 +48,12 @@ class TurnContext:
         self._seq += 1
         return self._seq - 1
 
-    def edit_key(self) -> str:
+    def edit_key(self, tool: str, args: dict[str, Any]) -> str:
+        """Names one memory edit of this turn: a replay making the same call is a no-op, a different call
+        (models are not deterministic) is a new edit."""
         self._edits += 1
-        return f"{self.message.id}:{self._edits}"
+        call = hashlib.blake2b(json.dumps([tool, args], sort_keys=True, default=str).encode(), digest_size=6)
+        return f"{self.message.id}:{self._edits}:{call.hexdigest()}"
 
 
 def system_prompt(ws: Workspace, agent: AgentDef) -> str:
@@ -121,7 +126,7 @@ async def run_turn(ctx: TurnContext, client: ModelClient, endpoint: Endpoint) ->
 
     return TurnRecord(
         message_id=ctx.message.id, agent=agent.name, sender=ctx.message.sender, chain_id=ctx.message.chain_id,
-        status="ok", reply=ctx.replies, error=error, usage=ctx.usage, started_at=started_at, ended_at=now(),
+        status="error" if error else "ok", reply=ctx.replies, error=error, usage=ctx.usage, started_at=started_at, ended_at=now(),
         attempts=ctx.attempts, history=[e.model_dump(mode="json", exclude_none=True) for e in entries],
         outbox=ctx.outbox,
     )

@@ -25,10 +25,12 @@ class Workspace:
     def find(cls, explicit: str | Path | None = None, cwd: Path | None = None) -> "Workspace":
         """--workspace, else $AGENTS_HOME, else the nearest folder upward with agents.d/ or agents.toml,
         else the current folder."""
-        if explicit:
-            return cls(Path(explicit).expanduser().resolve())
-        if os.environ.get("AGENTS_HOME"):
-            return cls(Path(os.environ["AGENTS_HOME"]).expanduser().resolve())
+        given = explicit or os.environ.get("AGENTS_HOME")
+        if given:
+            root = Path(given).expanduser().resolve()
+            if root.exists() and not root.is_dir():
+                raise UsageError(f"workspace {root} is not a folder")
+            return cls(root)
         start = (cwd or Path.cwd()).resolve()
         for folder in (start, *start.parents):
             if (folder / "agents.d").is_dir() or (folder / "agents.toml").is_file():

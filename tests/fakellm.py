@@ -170,6 +170,7 @@ class FakeLLM:
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            disable_nagle_algorithm = True  # else each response stalls ~40 ms on delayed ACKs
 
             def log_message(self, *args: Any) -> None:
                 pass

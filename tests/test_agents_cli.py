@@ -243,7 +243,7 @@ def test_list_json_shape(offline_cli: CLI, ws: Path):
             "blocks": {"persona": {"value": "hi", "limit": 5000, "description": "", "read_only": False}},
             "shared": [],
         },
-        "limits": {"max_steps": None, "history_messages": None, "history_chars": None, "wait_timeout": None},
+        "limits": {"max_steps": None, "history_messages": None, "history_chars": None, "wait_timeout": None, "max_tokens": None},
         "temperature": None,
     }
 

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
+import gc
 import os
 import sys
 from typing import Annotated, Optional
 
 import typer
 
-from letta_cli.cli import agents_cmds, blocks, inspect_cmds, messaging_cmds, model, transfer, demo_cmd
 from letta_cli.cli.common import G, warn
 from letta_cli.errors import AgentsError
 
@@ -33,15 +33,55 @@ def main_options(
     G.workspace, G.verbose, G.quiet = workspace, verbose, quiet
 
 
-for module in (agents_cmds, messaging_cmds, blocks, model, transfer, inspect_cmds, demo_cmd):
-    module.register(app)
+# Which module registers each top-level command: a run imports only the module it needs (start-up time).
+# tests/test_cli_registry.py checks this table against what the modules really register.
+COMMAND_MODULES = {
+    **dict.fromkeys(("init", "create", "list", "show", "delete", "tag", "edit"), "agents_cmds"),
+    **dict.fromkeys(("send", "broadcast", "run"), "messaging_cmds"),
+    **dict.fromkeys(("blocks", "memory"), "blocks"),
+    "model": "model",
+    **dict.fromkeys(("import", "export"), "transfer"),
+    **dict.fromkeys(("history", "trace", "usage", "queue", "status"), "inspect_cmds"),
+    "demo": "demo_cmd",
+}
+GLOBAL_OPTIONS_WITH_VALUE = {"-w", "--workspace"}
+
+
+def command_name(argv: list[str]) -> str | None:
+    """The top-level command in argv, skipping the global options."""
+    skip = False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg in GLOBAL_OPTIONS_WITH_VALUE:
+            skip = True
+        elif not arg.startswith("-"):
+            return arg
+    return None
+
+
+def register_commands(argv: list[str]) -> None:
+    """Register the command argv asks for, or every command (for help, or an unknown name)."""
+    import importlib
+
+    wanted = COMMAND_MODULES.get(command_name(argv) or "")
+    for name in dict.fromkeys(COMMAND_MODULES.values()):
+        if wanted is None or name == wanted:
+            importlib.import_module(f"letta_cli.cli.{name}").register(app)
+
+
+def one_line(text: str) -> str:
+    """Errors are one line on stderr, whatever a file name or a model put in them."""
+    return text.replace("\r", "\\r").replace("\n", "\\n")
 
 
 def run(argv: list[str] | None = None) -> None:
     """Run the CLI; every user error becomes one line on stderr and a documented exit code."""
+    args = argv if argv is not None else sys.argv[1:]
+    register_commands(args)
     command = typer.main.get_command(app)
     try:
-        result = command.main(args=argv if argv is not None else sys.argv[1:], prog_name="agents", standalone_mode=False)
+        result = command.main(args=args, prog_name="agents", standalone_mode=False)
         code = result if isinstance(result, int) else 0
     except typer.Exit as exc:
         code = exc.exit_code
@@ -53,10 +93,10 @@ def run(argv: list[str] | None = None) -> None:
             sys.stdout.write(exc.format_message() + "\n")
             code = 0
         else:
-            warn(f"error: {exc.format_message()} (see --help)")
+            warn(f"error: {one_line(exc.format_message())} (see --help)")
             code = 2
     except AgentsError as exc:
-        warn(f"error: {exc}")
+        warn(f"error: {one_line(str(exc))}")
         code = exc.exit_code
     except KeyboardInterrupt:
         code = 130
@@ -65,7 +105,8 @@ def run(argv: list[str] | None = None) -> None:
     except Exception as exc:
         if os.environ.get("AGENTS_DEBUG"):
             raise
-        warn(f"internal error: {type(exc).__name__}: {exc} (set AGENTS_DEBUG=1 for a traceback)")
+        warn(f"internal error: {type(exc).__name__}: {one_line(str(exc))} (set AGENTS_DEBUG=1 for a traceback)")
         code = 70
     sys.stdout.flush()
+    gc.freeze()  # nothing is collected at exit anyway; this spares the final pass over every object
     sys.exit(code)

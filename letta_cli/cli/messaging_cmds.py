@@ -16,7 +16,7 @@ client = lazy("letta_cli.client")
 progress_view = lazy("letta_cli.progress")
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON (stable format, see docs/cli.md).")]
-TimeoutOpt = Annotated[Optional[float], typer.Option("--timeout", help="Seconds to wait for replies (default: no limit).")]
+TimeoutOpt = Annotated[Optional[float], typer.Option("--timeout", min=0, help="Seconds to wait for replies (default: no limit).")]
 FromOpt = Annotated[str, typer.Option("--from", help="Sender: an agent name, or 'user' (default).")]
 NoWaitOpt = Annotated[bool, typer.Option("--no-wait", help="Publish, print the message id, and return at once.")]
 
