@@ -19,7 +19,7 @@ from typing import Any, Iterable, Iterator
 
 from letta_cli.agents import AgentStore
 from letta_cli.errors import Conflict, NotFound, UsageError
-from letta_cli.fsio import fsync_dir, read_json_lines, storage_errors
+from letta_cli.fsio import read_json_lines
 from letta_cli.history import tail
 from letta_cli.models import USER, now
 from letta_cli.queue import NAME_RE, Queue
@@ -533,33 +533,18 @@ def requeue_dead(ws: Workspace, ref: str) -> dict:
     item = queue_item(ws, ref)
     if item["folder"] != "dead":
         raise Conflict(f"message {item['id']} is in {item['folder']}/, not dead/; only dead letters can be retried")
-    queue, mid = Queue(ws.queue_dir).setup(), item["id"]
-    records = TurnRecords(ws.turns_dir)
-    record = records.get(mid)
-    with storage_errors("the queue"):
-        if record is not None and record.status == "dead":
-            records.path(mid).unlink()
-        os.rename(queue.dirs["dead"] / item["file"], queue.dirs["new"] / f"{mid}.json")
-        fsync_dir(queue.dirs["new"])
-        with contextlib.suppress(FileNotFoundError):
-            (queue.dirs["dead"] / f"{mid}.error.json").unlink()
+    mid = item["id"]
+    record = TurnRecords(ws.turns_dir).get(mid)
+    if record is not None and record.status == "dead":
+        TurnRecords(ws.turns_dir).path(mid).unlink()
+    Queue(ws.queue_dir).setup().requeue_dead(mid)
     Trace(ws.trace_path).emit("requeue", message_id=mid, chain_id=item["chain_id"], agent=item["recipient"], by="cli")
     return {"message_id": mid, "from": "dead", "to": "new", "attempts": 0}
 
 
 def purge_dead(ws: Workspace) -> list[str]:
     """Delete every dead letter and its error note. Their turn records (status dead) stay as the proof."""
-    queue = Queue(ws.queue_dir)
-    removed = []
-    with storage_errors("the queue"):
-        for item in queue_items(ws, ("dead",)):
-            for name in (item["file"], f"{item['id']}.error.json"):
-                with contextlib.suppress(FileNotFoundError):
-                    (queue.dirs["dead"] / name).unlink()
-            removed.append(item["id"])
-        if removed:
-            fsync_dir(queue.dirs["dead"])
-    return removed
+    return Queue(ws.queue_dir).purge_dead()
 
 
 # ------------------------------------------------------------------------------------------------- status

@@ -176,6 +176,29 @@ class Queue:
             os.rename(claimed.path, self.dirs["dead"] / f"{mid}.json")
             fsync_dir(self.dirs["dead"])
 
+    def requeue_dead(self, message_id: str) -> None:
+        """Give a dead letter another chance: back to new/ (attempts reset), its error note removed."""
+        with storage_errors("the queue"):
+            os.rename(self.dirs["dead"] / f"{message_id}.json", self.dirs["new"] / f"{message_id}.json")
+            fsync_dir(self.dirs["new"])
+        with contextlib.suppress(FileNotFoundError):
+            (self.dirs["dead"] / f"{message_id}.error.json").unlink()
+
+    def purge_dead(self) -> list[str]:
+        """Delete every dead letter and its error note; returns their ids."""
+        removed = []
+        with storage_errors("the queue"):
+            for name in self._names("dead"):
+                m = NAME_RE.match(name)
+                if m and not name.endswith(".error.json"):
+                    for doomed in (name, f"{m['id']}.error.json"):
+                        with contextlib.suppress(FileNotFoundError):
+                            (self.dirs["dead"] / doomed).unlink()
+                    removed.append(m["id"])
+            if removed:
+                fsync_dir(self.dirs["dead"])
+        return removed
+
     def quarantine(self, path: Path, reason: str) -> None:
         """Move an unreadable file to corrupt/ with a note, so it never blocks the queue."""
         dst = self.dirs["corrupt"] / path.name

@@ -13,7 +13,7 @@ import asyncio
 import contextlib
 import signal
 import time
-from collections import Counter, defaultdict
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from typing import Literal
 
@@ -22,7 +22,7 @@ from letta_cli.agents import AgentStore
 from letta_cli.errors import AgentsError, StorageError, ToolError
 from letta_cli.faults import crashpoint
 from letta_cli.llm import ModelClient, describe, is_permanent, redact, resolve_endpoint
-from letta_cli.models import Message, TurnRecord, Usage, now
+from letta_cli.models import Message, TurnRecord, Usage
 from letta_cli.queue import Claimed, Entry, Queue, sweep_temp_files
 from letta_cli.records import TurnRecords
 from letta_cli.trace import Trace

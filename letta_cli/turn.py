@@ -74,7 +74,7 @@ def entry(ctx: TurnContext, seq: int, role: str, **fields: Any) -> HistoryEntry:
 
 
 async def run_turn(ctx: TurnContext, client: ModelClient, endpoint: Endpoint) -> TurnRecord:
-    started_at, started = now(), time.monotonic()
+    started_at = now()
     agent, limits = ctx.agent, ctx.limits
     tools = enabled_tools(agent.tools, agent.disabled_tools)
     schemas = [t.specialize(ctx, t.schema) if t.specialize else t.schema for t in tools.values()]

@@ -187,7 +187,7 @@ def test_corrupt_block(fork, ws, model, case):
 
 @pytest.mark.parametrize("case", cases("queue/*"), ids=lambda p: p.name)
 def test_corrupt_queue_file(fork, ws, model, case):
-    companion = publish(ws, "alice", "companion")  # a good message next to the bad one
+    publish(ws, "alice", "companion")  # a good message next to the bad one
     outcome, _, name = case.name.partition("@")
     name = name or f"{FID}.json"
     data = expand(case.read_bytes())

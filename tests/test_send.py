@@ -170,6 +170,7 @@ def test_crash_after_commit_is_applied_once_on_restart(cli, llm, ws):
     assert len(turns_for(ws, "alice", "once")) == 1
     cli.ok("run")
     assert len(turns_for(ws, "alice", "once")) == 1
+    assert json.loads((ws / ".agents" / "turns" / f"{mid}.json").read_text())["reply"] == ["ok from alice"]
     assert len(llm.requests) == 1  # the committed turn was not run again
     assert not list((ws / ".agents" / "queue" / "cur").iterdir())
 
