@@ -1,8 +1,11 @@
 """Prompt overhead: tokens of the fixed part of every model request, i.e. what an agent pays before its
 history and the incoming message: the system prompt (the agent's system text + the identity line), the
 memory scaffolding (here two empty blocks, persona and human), and the JSON schemas of every built-in tool
-(letta_cli.tools.builtin_tools()). Up to 32 agents, the messaging tools' schemas also list the other
-agents' ids and the tags in use as enums, so a second count is made in a workspace of 32 agents.
+(letta_cli.tools.builtin_tools()). While the workspace's agent ids fit in letta_cli.messaging.ENUM_MAX_CHARS
+(each id counted with 4 characters of quoting), the messaging tools' schemas also list the other agents' ids
+and the tags in use as enums; so the count is made in four workspaces: the agent alone; the largest
+workspace of "agent-NN" names that still gets the enums; the worst case, as many 1-2 character names as fit
+under the cap (most enum items, so most tokens); and 32 agents (over the cap: no id enums).
 
 The request is not rebuilt by hand: one real turn runs against the scripted FakeLLM through the real SDK,
 and the body the server received is what gets counted. Tokens are cl100k_base (tiktoken, with the offline
@@ -24,6 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import cleanup, header, make_workspace, ratio, scratch, start_fakellm  # noqa: E402
 
 from letta_cli import client  # noqa: E402
+from letta_cli.messaging import ENUM_MAX_CHARS  # noqa: E402
 from letta_cli.tools import builtin_tools  # noqa: E402
 from letta_cli.turn import IDENTITY  # noqa: E402
 from letta_cli.workspace import Workspace  # noqa: E402
@@ -66,6 +70,7 @@ def fixed_part(enc, llm, root: Path, agent: str) -> dict:
     [message] = client.publish(ws, [agent], "hi")
     client.wait(ws, [message.id], timeout=60)
     body = llm.requests[before]
+    enum_ids, enum_tags = enums_listed(body)
     system = body["messages"][0]
     assert system["role"] == "system"
     tools = body.get("tools", [])
@@ -91,10 +96,40 @@ def fixed_part(enc, llm, root: Path, agent: str) -> dict:
         "tools_json": sum(n for _, n in json_counts),
         "tools_est": sum(n for _, n in est_counts) + 12,  # func_end
         "ntools": len(tools),
+        "enum_ids": enum_ids,
+        "enum_tags": enum_tags,
     }
     out["total_json"] = out["system"] + REPLY_PRIMING + out["tools_json"]
     out["total_est"] = out["system"] + REPLY_PRIMING + out["tools_est"]
     return out
+
+
+def under_cap(caller: str, candidates) -> list[str]:
+    """The caller plus as many of `candidates` as keep every id within ENUM_MAX_CHARS (the enum stays on)."""
+    names, used = [caller], len(caller) + 4
+    for name in candidates:
+        if used + len(name) + 4 > ENUM_MAX_CHARS:
+            break
+        names.append(name)
+        used += len(name) + 4
+    return names
+
+
+def short_names():
+    """1-character ids, then 2-character ones: the most enum items the cap allows."""
+    alphabet = "abcdefghijklmnopqrstuvwxyz0123456789"
+    yield from (c for c in alphabet if c != "h")
+    yield from (a + b for a in alphabet for b in alphabet)
+
+
+def enums_listed(body: dict) -> tuple[int, int]:
+    """(ids listed in other_agent_id enums, tags listed) in a request's tool schemas."""
+    ids = tags = 0
+    for tool in body.get("tools", []):
+        props = tool["function"]["parameters"]["properties"]
+        ids = max(ids, len(props.get("other_agent_id", {}).get("enum", [])))
+        tags = max(tags, len(props.get("tags", {}).get("items", {}).get("enum", [])))
+    return ids, tags
 
 
 def main() -> int:
@@ -105,11 +140,18 @@ def main() -> int:
     work = scratch("prompt")
     try:
         blocks = {"persona": "", "human": ""}
-        alone = fixed_part(enc, llm, make_workspace(work / "alone", {"helper": ["bench"]}, base_url=llm.url,
-                                                    blocks=blocks), "helper")
-        # up to 32 agents the messaging tools list every other agent's id (and every tag in use) as an enum
-        team = {"helper": ["bench"], **{f"agent-{i:02d}": ["team", f"role-{i % 4}"] for i in range(1, 32)}}
-        crowd = fixed_part(enc, llm, make_workspace(work / "team", team, base_url=llm.url, blocks=blocks), "helper")
+
+        def count(label: str, names: list[str], caller: str) -> dict:
+            team = {n: ["bench"] if n == caller else ["team", f"role-{i % 4}"] for i, n in enumerate(names)}
+            ws = make_workspace(work / label, team, base_url=llm.url, blocks=blocks)
+            out = fixed_part(enc, llm, ws, caller)
+            out["label"], out["agents"] = label, len(names)
+            return out
+
+        alone = count("alone", ["helper"], "helper")
+        capped = count("cap", under_cap("helper", (f"agent-{i:02d}" for i in range(1, 100))), "helper")
+        worst = count("short", under_cap("h", short_names()), "h")
+        crowd = count("team32", ["helper", *(f"agent-{i:02d}" for i in range(1, 32))], "helper")
 
         r = alone
         print()
@@ -118,18 +160,27 @@ def main() -> int:
             print(f"    {name:<34} {n:>6}")
         print(f"reply priming                          {REPLY_PRIMING:>6}")
         print(f"tool schemas ({r['ntools']} tools)      compact JSON {r['tools_json']:>6}   OpenAI estimate {r['tools_est']:>6}")
-        crowd_json = dict(crowd["json_counts"])
-        print(f"    {'per tool':<42} {'JSON':>6}   {'est.':>6}   {'JSON, 32 agents':>15}")
+        capped_json, worst_json = dict(capped["json_counts"]), dict(worst["json_counts"])
+        print(f"    {'per tool':<42} {'JSON':>6}   {'est.':>6}   {'JSON, ' + str(capped['agents']) + ' agents':>15}"
+              f"   {'JSON, worst':>11}")
         for (name, nj), (_, ne) in sorted(zip(r["json_counts"], r["est_counts"]), key=lambda p: -p[0][1]):
-            print(f"    {name:<42} {nj:>6}   {ne:>6}   {crowd_json[name]:>15}")
+            print(f"    {name:<42} {nj:>6}   {ne:>6}   {capped_json[name]:>15}   {worst_json[name]:>11}")
         print(f"fixed part of every request            compact JSON {r['total_json']:>6}   OpenAI estimate {r['total_est']:>6}")
         print(f"memory scaffolding: {r['memory_frame']} tokens of frame + {r['per_block']:.0f} per empty block")
-        print(f"in a workspace of 32 agents (enums of 31 ids and 5 tags): compact JSON {crowd['total_json']}, "
-              f"OpenAI estimate {crowd['total_est']}")
+        print(f"id enums are listed while the workspace's ids fit in {ENUM_MAX_CHARS} characters "
+              f"(letta_cli.messaging.ENUM_MAX_CHARS, 4 added per id):")
+        for w, what in ((alone, "the agent alone"), (capped, "largest 'agent-NN' workspace under the cap"),
+                        (worst, "worst case: 1-2 character ids under the cap"), (crowd, "32 agents (over the cap)")):
+            print(f"    {what:<46} {w['agents']:>3} agents: {w['enum_ids']:>2} ids and {w['enum_tags']} tags listed; "
+                  f"compact JSON {w['total_json']:>5}, OpenAI estimate {w['total_est']:>5}")
         print()
         ratio("prompt_fixed_tokens", max(r["total_json"], r["total_est"]), 1000, unit=" tokens", digits=0)
         ratio("prompt_fixed_tokens_32_agents", max(crowd["total_json"], crowd["total_est"]), 1000, unit=" tokens",
               digits=0)
+        ratio("prompt_fixed_tokens_largest_enum", max(capped["total_json"], capped["total_est"]), 1000,
+              unit=" tokens", digits=0)
+        ratio("prompt_fixed_tokens_worst_enum", max(worst["total_json"], worst["total_est"]), 1000,
+              unit=" tokens", digits=0)
         return 0
     finally:
         llm.stop()

@@ -8,13 +8,18 @@ letta_cli.queue.Queue, against
     unacked-item bookkeeping in one process, so it is not a multi-process queue.
 
 The three are measured interleaved, in rounds, so drift of a noisy machine hits them alike. The lifecycle
-is run the way the scheduler runs it: producers publish (each publish returns once durable), the scheduler
-scans new/, claims each message (rename to cur/ + fsync of cur/, then parse) and acks it (unlink).
+is run the way the scheduler runs it: producers publish one message at a time (Queue.publish, each returning
+once durable), the scheduler scans new/, claims each message (rename to cur/ + fsync of cur/, then parse)
+and acks it (unlink).
 
-A last section checks multi-process safety: several producer processes publish at once, and every message
-must be claimed exactly once.
+Also measured, for information (not part of the ratios): batch publishing with Queue.publish_many in
+chunks of 100 on a 16-thread pool, as client.publish does for a fan-out (temp files fsynced concurrently,
+one fsync of new/ per batch); the system calls each queue makes per message, counted with `strace -c -f`
+when strace is installed (fsyncs, and the file creations/renames/unlinks that make a file-per-message
+queue's fsyncs journal commits); and multi-process safety: several producer processes publish at once,
+and every message must be claimed exactly once.
 
-    .venv/bin/python bench/queue_throughput.py [--n 5000] [--rounds 5] [--producers 4]
+    .venv/bin/python bench/queue_throughput.py [--n 5000] [--rounds 5] [--producers 4] [--no-strace]
 """
 
 from __future__ import annotations
@@ -22,12 +27,16 @@ from __future__ import annotations
 import argparse
 import multiprocessing as mp
 import os
+import shutil
+import subprocess
 import sys
+import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import cleanup, header, measure_raw_writes, median, ms, ratio, scratch, us  # noqa: E402
+from _common import PY, cleanup, header, measure_raw_writes, median, ms, ratio, scratch, us  # noqa: E402
 
 from letta_cli.models import Message  # noqa: E402
 from letta_cli.queue import Queue  # noqa: E402
@@ -58,6 +67,50 @@ def lifecycle(root: Path, n: int) -> tuple[float, float, float]:
     t3 = time.perf_counter()
     assert queue.depths() == {"new": 0, "cur": 0, "dead": 0, "corrupt": 0}
     return t1 - t0, t2 - t1, t3 - t2
+
+
+def batch_publish(root: Path, n: int, batch: int = 100) -> float:
+    """Seconds to publish n messages with Queue.publish_many, `batch` at a time, on a 16-thread pool."""
+    queue = Queue(root).setup()
+    messages = [sample_message(i) for i in range(n)]
+    with ThreadPoolExecutor(max_workers=16) as io:
+        t0 = time.perf_counter()
+        for start in range(0, n, batch):
+            queue.publish_many(messages[start : start + batch], io)
+        elapsed = time.perf_counter() - t0
+    assert queue.depths()["new"] == n
+    return elapsed
+
+
+SYSCALLS = "fsync,fdatasync,openat,link,rename,unlink,write,pwrite64"
+CHILD = """
+import sys
+sys.path.insert(0, sys.argv[1])
+from pathlib import Path
+from queue_throughput import lifecycle, persist_queue
+(lifecycle if sys.argv[2] == "letta" else persist_queue)(Path(sys.argv[3]), int(sys.argv[4]))
+"""
+
+
+def syscall_counts(work: Path, n: int = 300) -> dict[str, dict[str, tuple[float, float]]] | None:
+    """Per message, {queue: {syscall: (calls, wall ms)}} for n lifecycles under `strace -c -f -w`."""
+    strace = shutil.which("strace")
+    if strace is None:
+        return None
+    out: dict[str, dict[str, tuple[float, float]]] = {}
+    for which in ("letta", "persist-queue"):
+        with tempfile.NamedTemporaryFile("r", suffix=".strace") as summary:
+            argv = [strace, "-f", "-c", "-w", "-o", summary.name, "-e", f"trace={SYSCALLS}",
+                    PY, "-c", CHILD, str(Path(__file__).resolve().parent), which, str(work / f"strace-{which}"), str(n)]
+            if subprocess.run(argv, capture_output=True).returncode != 0:
+                return None  # e.g. ptrace not permitted here
+            rows = {}
+            for line in summary.read().splitlines():
+                parts = line.split()
+                if len(parts) >= 5 and parts[-1].isidentifier() and parts[3].isdigit() and parts[-1] != "total":
+                    rows[parts[-1]] = (int(parts[3]) / n, float(parts[1]) * 1000 / n)
+            out[which] = rows
+    return out
 
 
 def persist_queue(root: Path, n: int) -> float:
@@ -114,6 +167,7 @@ def main() -> int:
     ap.add_argument("--n", type=int, default=5000, help="messages in all (default 5000)")
     ap.add_argument("--rounds", type=int, default=5, help="interleaved rounds (default 5)")
     ap.add_argument("--producers", type=int, default=4, help="processes in the multi-process check (0: skip)")
+    ap.add_argument("--no-strace", dest="strace", action="store_false", help="skip counting system calls")
     args = ap.parse_args()
     per_round = max(1, args.n // args.rounds)
     n = per_round * args.rounds
@@ -122,13 +176,14 @@ def main() -> int:
     payload = sample_message(0).model_dump_json().encode()
     print(f"   message file: {len(payload)} bytes of JSON")
     work = scratch("queue")
-    raw_t = pub_t = claim_t = ack_t = pq_t = 0.0
+    raw_t = pub_t = claim_t = ack_t = pq_t = batch_t = 0.0
     vs_raw, vs_pq = [], []
     try:
         for r in range(args.rounds):
             raw = measure_raw_writes(work / f"raw{r}", per_round, payload)
             p, c, a = lifecycle(work / f"q{r}", per_round)
             pq = persist_queue(work / f"pq{r}", per_round)
+            batch_t += batch_publish(work / f"batch{r}", per_round)
             raw_t, pub_t, claim_t, ack_t, pq_t = raw_t + raw, pub_t + p, claim_t + c, ack_t + a, pq_t + pq
             vs_raw.append((p + c + a) / raw)
             vs_pq.append(pq / (p + c + a))
@@ -143,6 +198,20 @@ def main() -> int:
         print(f"    claim (scan+rename+fsync+parse) {ms(claim_t / n):>10}")
         print(f"    ack (unlink)             {us(ack_t / n):>10}")
         print(f"persist-queue SQLiteAckQueue {ms(pq_t / n):>10} each   {n / pq_t:8.0f} msg/s  (put+get+ack, auto_commit)")
+        print(f"batch publish (publish_many, 100 per batch, 16 threads) {ms(batch_t / n)} per message "
+              f"({pub_t / batch_t:.1f}x faster than one at a time)")
+
+        if args.strace:
+            counts = syscall_counts(work)
+            if counts is None:
+                print("system calls: strace not available (or not permitted); skipped")
+            else:
+                print("system calls per message, whole lifecycle (strace -c -f -w: calls, wall time inside them,")
+                print("inflated by strace itself; the counts are exact):")
+                names = sorted({k for rows in counts.values() for k in rows}, key=lambda k: SYSCALLS.split(",").index(k))
+                for which, rows in counts.items():
+                    cells = ", ".join(f"{k} {rows[k][0]:.2f} ({rows[k][1]:.2f} ms)" for k in names if k in rows)
+                    print(f"    {which:<14} {cells}")
 
         if args.producers:
             per = max(1, per_round // args.producers)
