@@ -61,6 +61,18 @@ def _memory_tool(name: str) -> Handler:
     return handler
 
 
+def narrow_label(ctx: "TurnContext", schema: dict[str, Any]) -> dict[str, Any]:
+    """Constrain a memory tool's `label` to the blocks this agent has (from its definition: no file reads)."""
+    memory = ctx.agent.memory
+    labels = [label for label, block in memory.blocks.items() if not block.read_only] + list(memory.shared)
+    if not labels:
+        return schema
+    fn = schema["function"]
+    props = {**fn["parameters"]["properties"]}
+    props["label"] = {**props["label"], "enum": labels}
+    return {**schema, "function": {**fn, "parameters": {**fn["parameters"], "properties": props}}}
+
+
 def _registry() -> dict[str, Tool]:
     from letta_cli import memory, messaging
 
@@ -76,7 +88,7 @@ def _registry() -> dict[str, Tool]:
             _send_message,
         )
     ]
-    tools += [Tool(name, schema, _memory_tool(name)) for name, schema in memory.MEMORY_TOOLS.items()]
+    tools += [Tool(name, schema, _memory_tool(name), narrow_label) for name, schema in memory.MEMORY_TOOLS.items()]
     tools += [Tool(name, schema, handler, messaging.narrow_schema) for name, (schema, handler) in messaging.MESSAGING_TOOLS.items()]
     return {t.name: t for t in tools}
 

@@ -86,6 +86,8 @@ async def run_turn(ctx: TurnContext, client: ModelClient, endpoint: Endpoint) ->
 
     for step in range(limits.max_steps):
         request = [{"role": "system", "content": system_prompt(ctx.ws, agent)}, *past, *(e.to_chat() for e in entries)]
+        if step == limits.max_steps - 1 and step > 0:
+            offer_tools = False  # the last step: ask for an answer rather than end on the step limit
         tool_choice: Any = "auto"
         first = ctx.message.force_tool or agent.tool_rules.first
         if step == 0 and first in tools:

@@ -223,3 +223,11 @@ def test_agent_ids_and_tags_are_constrained_in_small_workspaces(cli, llm, ws):
     tools = {t["function"]["name"]: t["function"]["parameters"]["properties"] for t in llm.requests[0]["tools"]}
     assert tools["send_message_to_agent_async"]["other_agent_id"]["enum"] == ["bob"]
     assert tools["send_message_to_agents_matching_all_tags"]["tags"]["items"]["enum"] == ["y", "z"]
+
+
+def test_memory_labels_are_constrained_to_the_agents_blocks(cli, llm, ws):
+    agent(cli, "alice", "--memory", "persona=I am Alice", "--memory", "notes=")
+    cli.ok("send", "alice", "hi")
+    tools = {t["function"]["name"]: t["function"]["parameters"]["properties"] for t in llm.requests[0]["tools"]}
+    assert tools["core_memory_append"]["label"]["enum"] == ["persona", "notes"]
+    assert tools["memory_rethink"]["label"]["enum"] == ["persona", "notes"]
