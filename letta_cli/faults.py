@@ -30,14 +30,24 @@ def crashpoint(name: str) -> None:
         os.kill(os.getpid(), signal.SIGKILL)
 
 
-# LETTA_CLI_FAIL_AT=write:ENOSPC,fsync:EIO,rename:EIO,link:EIO makes that file operation raise OSError, as a
-# full or failing disk would. Test-only, like the crash points.
-_FAILS = {
-    op: getattr(__import__("errno"), code, 5)
-    for op, _, code in (item.partition(":") for item in os.environ.get("LETTA_CLI_FAIL_AT", "").split(",") if item)
-}
+# LETTA_CLI_FAIL_AT=write:ENOSPC,fsync:EIO,rename:EIO@2,link:EIO makes that file operation raise OSError, as a
+# full or failing disk would; `@n` starts failing at the n-th call (a disk that goes bad mid-run). Test-only.
+def _fails() -> dict[str, tuple[int, int]]:
+    out = {}
+    for item in filter(None, os.environ.get("LETTA_CLI_FAIL_AT", "").split(",")):
+        op, _, rest = item.partition(":")
+        code, _, nth = rest.partition("@")
+        out[op] = (getattr(__import__("errno"), code, 5), int(nth) if nth.isdigit() else 1)
+    return out
+
+
+_FAILS = _fails()
+_calls: dict[str, int] = {}
 
 
 def failpoint(op: str) -> None:
     if op in _FAILS:
-        raise OSError(_FAILS[op], f"{os.strerror(_FAILS[op])} (injected at {op})")
+        _calls[op] = _calls.get(op, 0) + 1
+        code, start = _FAILS[op]
+        if _calls[op] >= start:
+            raise OSError(code, f"{os.strerror(code)} (injected at {op})")

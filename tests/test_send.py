@@ -231,3 +231,15 @@ def test_memory_labels_are_constrained_to_the_agents_blocks(cli, llm, ws):
     tools = {t["function"]["name"]: t["function"]["parameters"]["properties"] for t in llm.requests[0]["tools"]}
     assert tools["core_memory_append"]["label"]["enum"] == ["persona", "notes"]
     assert tools["memory_rethink"]["label"]["enum"] == ["persona", "notes"]
+
+
+def test_a_disk_failing_at_the_turn_commit_stops_the_scheduler_and_loses_nothing(cli, llm, ws):
+    agent(cli, "alice")
+    mid = cli.ok("send", "alice", "precious", "--no-wait").out.strip()
+    # atomic writes of `agents run`: 1 = scheduler.pid, 2 = the turn's commit record
+    res = cli("run", env={"LETTA_CLI_FAIL_AT": "rename:EIO@2"})
+    assert res.code == 8 and "Traceback" not in res.err and len(res.err.splitlines()) == 1, res.err
+    assert not (ws / ".agents" / "turns" / f"{mid}.json").exists()
+    assert turns_for(ws, "alice", "precious") == []  # it stopped instead of carrying on
+    cli.ok("run")
+    assert len(turns_for(ws, "alice", "precious")) == 1
