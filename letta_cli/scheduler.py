@@ -136,15 +136,18 @@ class Scheduler:
             return True
         if self.mode == "watch" or self.busy:
             return False
-        if self.mode == "until" and not all(self.records.exists(m) for m in self.until):
+        if self.mode == "until" and not self._answered():
             return False
         return pending == 0
 
-    def _claimable(self, message_chain: str | None) -> bool:
+    def _answered(self) -> bool:
+        """In "until" mode: are all the messages we serve for answered? (Checked once a pump, not per entry.)"""
+        self.until = {m for m in self.until if not self.records.exists(m)}
+        return not self.until
+
+    def _claimable(self, message_chain: str | None, answered: bool) -> bool:
         """In "until" mode, once our own messages are answered, only finish the chains already started."""
-        if self.mode != "until" or not all(self.records.exists(m) for m in self.until):
-            return True
-        return message_chain in self.active_chains
+        return self.mode != "until" or not answered or message_chain in self.active_chains
 
     def _pump(self) -> int:
         """Start a turn for every idle agent whose oldest message is ready. Returns messages still to run."""
@@ -154,6 +157,7 @@ class Scheduler:
         pending = 0
         blocked: set[str] = set()  # agents whose oldest message cannot start now: the rest wait (FIFO)
         clock = time.time()
+        answered = self.mode == "until" and self._answered()
         for entry in entries:
             peeked = self._peek(entry)
             if peeked is None:  # claimed or moved meanwhile
@@ -163,10 +167,10 @@ class Scheduler:
                 self.queue.claim(entry)
                 continue
             if recipient in blocked:
-                pending += recipient in blocked and self._claimable(chain)
+                pending += self._claimable(chain, answered)
                 continue
             blocked.add(recipient)
-            if not self._claimable(chain):
+            if not self._claimable(chain, answered):
                 continue
             if self._stopping or entry.not_before > clock or recipient in self.busy:
                 pending += 1
