@@ -19,6 +19,10 @@ neither the server nor the SDK is mistaken for letta_cli's cost:
   * SDK    - N chat.completions.create calls with a bare AsyncOpenAI client, at most limits.concurrency
              in flight, with the request a worker's turn sends (system + user message + the tool schemas).
 
+The wall time of a path is then split in three: the floor (model latency per wave), the SDK client's
+overhead (bare SDK - floor: the openai client's CPU, serialised on this process's one GIL), and ours (path -
+bare SDK: publishing, claiming, prompt building, committing records and histories, waiting).
+
     .venv/bin/python bench/broadcast.py [--sizes 10,100,500] [--delay 0.2]
 """
 
@@ -177,20 +181,23 @@ def main() -> int:
                   f"supervisor's model calls {sup_model:.2f} s); disk: raw durable write {ms(raw)}", flush=True)
         print()
         print(f"{'agents':>6} {'floor':>7} {'server':>7} {'SDK':>7} {'shell':>7} {'publish':>8} {'tool':>7} "
-              f"{'fan-out':>8} {'sequential':>10}")
+              f"{'fan-out':>8} {'sequential':>10} | {'SDK-floor':>9} {'shell-SDK':>9} {'tool-SDK':>9}")
         for n, floor, base, sdk, shell, publish, tool, fanout in rows:
             print(f"{n:>6} {floor:>6.2f}s {base:>6.2f}s {sdk:>6.2f}s {shell:>6.2f}s {publish:>7.2f}s {tool:>6.2f}s "
-                  f"{fanout:>7.2f}s {n * args.delay:>9.1f}s")
+                  f"{fanout:>7.2f}s {n * args.delay:>9.1f}s | {sdk - floor:>8.2f}s {shell - sdk:>8.2f}s {tool - sdk:>8.2f}s")
         print("   floor: ceil(N/concurrency) x latency; server: N concurrent raw HTTP requests; SDK: N bare")
         print("   AsyncOpenAI calls (same concurrency); shell: publish + wait; tool: supervisor turn end to end;")
-        print("   fan-out: the broadcast tool call alone")
+        print("   fan-out: the broadcast tool call alone; SDK-floor: the openai client's own overhead;")
+        print("   shell-SDK, tool-SDK: letta_cli's overhead on top of the same model calls")
         print()
         at = {r[0]: r for r in rows}
         if 100 in at:
             ratio("broadcast_100_shell_wall_seconds", at[100][4], 1.0, unit="s")
             ratio("broadcast_100_tool_wall_seconds", at[100][6], 1.0, unit="s")
-            print(f"   (the bare SDK alone takes {at[100][3]:.2f} s for the same 100 calls: shell path = "
-                  f"{at[100][4] / at[100][3]:.1f}x the SDK, tool path = {at[100][6] / at[100][3]:.1f}x)")
+            n, floor, _, sdk, shell, _, tool, _ = at[100]
+            print(f"   (the bare SDK alone takes {sdk:.2f} s for the same 100 calls: of the shell path's {shell:.2f} s, "
+                  f"{floor:.2f} s is the floor, {sdk - floor:.2f} s the SDK client, {shell - sdk:.2f} s letta_cli; of the "
+                  f"tool path's {tool:.2f} s, {tool - sdk:.2f} s is letta_cli)")
         return 0
     finally:
         server.stdin.close()

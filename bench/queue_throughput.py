@@ -69,6 +69,17 @@ def lifecycle(root: Path, n: int) -> tuple[float, float, float]:
     return t1 - t0, t2 - t1, t3 - t2
 
 
+def lifecycle_without_fsync(root: Path, n: int) -> float:
+    """The same lifecycle with os.fsync made a no-op: NOT durable, a diagnostic that splits the time spent in
+    fsync from everything else (file creation, links, renames, unlinks, JSON)."""
+    real = os.fsync
+    os.fsync = lambda fd: None
+    try:
+        return sum(lifecycle(root, n))
+    finally:
+        os.fsync = real
+
+
 def batch_publish(root: Path, n: int, batch: int = 100) -> float:
     """Seconds to publish n messages with Queue.publish_many, `batch` at a time, on a 16-thread pool."""
     queue = Queue(root).setup()
@@ -93,23 +104,35 @@ from queue_throughput import lifecycle, persist_queue
 
 
 def syscall_counts(work: Path, n: int = 300) -> dict[str, dict[str, tuple[float, float]]] | None:
-    """Per message, {queue: {syscall: (calls, wall ms)}} for n lifecycles under `strace -c -f -w`."""
+    """Per message, {queue: {syscall: (calls, wall ms)}} for n lifecycles under `strace -c -f -w`, minus a run
+    of 0 lifecycles (the interpreter's start-up and imports)."""
     strace = shutil.which("strace")
     if strace is None:
         return None
-    out: dict[str, dict[str, tuple[float, float]]] = {}
-    for which in ("letta", "persist-queue"):
+
+    def run(which: str, count: int) -> dict[str, tuple[int, float]] | None:
         with tempfile.NamedTemporaryFile("r", suffix=".strace") as summary:
-            argv = [strace, "-f", "-c", "-w", "-o", summary.name, "-e", f"trace={SYSCALLS}",
-                    PY, "-c", CHILD, str(Path(__file__).resolve().parent), which, str(work / f"strace-{which}"), str(n)]
+            argv = [strace, "-f", "-c", "-w", "-o", summary.name, "-e", f"trace={SYSCALLS}", PY, "-c", CHILD,
+                    str(Path(__file__).resolve().parent), which, str(work / f"strace-{which}-{count}"), str(count)]
             if subprocess.run(argv, capture_output=True).returncode != 0:
                 return None  # e.g. ptrace not permitted here
             rows = {}
             for line in summary.read().splitlines():
                 parts = line.split()
-                if len(parts) >= 5 and parts[-1].isidentifier() and parts[3].isdigit() and parts[-1] != "total":
-                    rows[parts[-1]] = (int(parts[3]) / n, float(parts[1]) * 1000 / n)
-            out[which] = rows
+                if len(parts) >= 5 and parts[-1] in SYSCALLS.split(",") and parts[3].isdigit():
+                    rows[parts[-1]] = (int(parts[3]), float(parts[1]))
+            return rows
+
+    out: dict[str, dict[str, tuple[float, float]]] = {}
+    for which in ("letta", "persist-queue"):
+        full, empty = run(which, n), run(which, 0)
+        if full is None or empty is None:
+            return None
+        out[which] = {
+            k: ((c - empty.get(k, (0, 0.0))[0]) / n, (t - empty.get(k, (0, 0.0))[1]) * 1000 / n)
+            for k, (c, t) in full.items()
+            if c - empty.get(k, (0, 0.0))[0] > 0
+        }
     return out
 
 
@@ -176,7 +199,7 @@ def main() -> int:
     payload = sample_message(0).model_dump_json().encode()
     print(f"   message file: {len(payload)} bytes of JSON")
     work = scratch("queue")
-    raw_t = pub_t = claim_t = ack_t = pq_t = batch_t = 0.0
+    raw_t = pub_t = claim_t = ack_t = pq_t = batch_t = nosync_t = 0.0
     vs_raw, vs_pq = [], []
     try:
         for r in range(args.rounds):
@@ -184,6 +207,7 @@ def main() -> int:
             p, c, a = lifecycle(work / f"q{r}", per_round)
             pq = persist_queue(work / f"pq{r}", per_round)
             batch_t += batch_publish(work / f"batch{r}", per_round)
+            nosync_t += lifecycle_without_fsync(work / f"nosync{r}", per_round)
             raw_t, pub_t, claim_t, ack_t, pq_t = raw_t + raw, pub_t + p, claim_t + c, ack_t + a, pq_t + pq
             vs_raw.append((p + c + a) / raw)
             vs_pq.append(pq / (p + c + a))
@@ -198,6 +222,8 @@ def main() -> int:
         print(f"    claim (scan+rename+fsync+parse) {ms(claim_t / n):>10}")
         print(f"    ack (unlink)             {us(ack_t / n):>10}")
         print(f"persist-queue SQLiteAckQueue {ms(pq_t / n):>10} each   {n / pq_t:8.0f} msg/s  (put+get+ack, auto_commit)")
+        print(f"lifecycle with os.fsync a no-op {ms(nosync_t / n):>8} each   (not durable: a diagnostic; so the 3 fsyncs "
+              f"cost {ms((life_t - nosync_t) / n)} per message)")
         print(f"batch publish (publish_many, 100 per batch, 16 threads) {ms(batch_t / n)} per message "
               f"({pub_t / batch_t:.1f}x faster than one at a time)")
 

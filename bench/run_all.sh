@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
 # Run every benchmark, one after another (never in parallel: they measure the machine), then print all the
 # RATIO lines together. Installs the bench extra first if it is missing.
-#   bench/run_all.sh            full sizes (about 10 minutes on 2 cores)
-#   bench/run_all.sh --quick    small sizes, to check the scripts work (about 2 minutes)
+#   bench/run_all.sh            full sizes (about 8 minutes on 2 cores)
+#   bench/run_all.sh --quick    small sizes, to check the scripts work (under a minute)
+# The load average is printed before each benchmark. The benchmark that just ended accounts for up to ~1.5
+# of the 1-minute figure; well above that on 2 cores, something else is competing for the CPU or the disk
+# and the figures that follow are suspect (check with `ps`, rerun, and report the spread).
 # Exit status: non-zero only if a benchmark crashed; a missed target is reported, not an error.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -18,7 +21,7 @@ quick=0
 args() {  # per-benchmark arguments for --quick
   [ $quick = 1 ] || return 0
   case $1 in
-    queue_throughput) echo "--n 500 --rounds 2 --producers 2" ;;
+    queue_throughput) echo "--n 500 --rounds 2 --producers 2 --no-strace" ;;
     turn_overhead) echo "--turns 60 --rounds 2" ;;
     broadcast) echo "--sizes 10,100" ;;
     startup) echo "--reps 5" ;;
@@ -31,6 +34,7 @@ trap 'rm -f "$log"' EXIT
 failed=()
 for bench in prompt_overhead startup queue_throughput turn_overhead broadcast scale; do
   echo
+  echo "-- load average before $bench: $(cut -d' ' -f1-3 /proc/loadavg)"
   # shellcheck disable=SC2046
   if ! .venv/bin/python "bench/$bench.py" $(args $bench) | tee -a "$log"; then
     failed+=("$bench")
