@@ -1,7 +1,7 @@
 """Prompt overhead: tokens of the fixed part of every model request, i.e. what an agent pays before its
 history and the incoming message: the system prompt (the agent's system text + the identity line), the
 memory scaffolding (here two empty blocks, persona and human), and the JSON schemas of every built-in tool
-(letta_cli.tools.builtin_tools()). While the workspace's agent ids fit in letta_cli.messaging.ENUM_MAX_CHARS
+(letta_cli.tools.builtin_tools()). While the workspace's agent ids fit in letta_cli.messaging.ENUM_MAX_ID_CHARS
 (each id counted with 4 characters of quoting), the messaging tools' schemas also list the other agents' ids
 and the tags in use as enums; so the count is made in four workspaces: the agent alone; the largest
 workspace of "agent-NN" names that still gets the enums; the worst case, as many 1-2 character names as fit
@@ -27,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import cleanup, header, make_workspace, ratio, scratch, start_fakellm  # noqa: E402
 
 from letta_cli import client  # noqa: E402
-from letta_cli.messaging import ENUM_MAX_CHARS  # noqa: E402
+from letta_cli.messaging import ENUM_MAX_ID_CHARS  # noqa: E402
 from letta_cli.tools import builtin_tools  # noqa: E402
 from letta_cli.turn import IDENTITY  # noqa: E402
 from letta_cli.workspace import Workspace  # noqa: E402
@@ -105,10 +105,10 @@ def fixed_part(enc, llm, root: Path, agent: str) -> dict:
 
 
 def under_cap(caller: str, candidates) -> list[str]:
-    """The caller plus as many of `candidates` as keep every id within ENUM_MAX_CHARS (the enum stays on)."""
+    """The caller plus as many of `candidates` as keep every id within ENUM_MAX_ID_CHARS (the enum stays on)."""
     names, used = [caller], len(caller) + 4
     for name in candidates:
-        if used + len(name) + 4 > ENUM_MAX_CHARS:
+        if used + len(name) + 4 > ENUM_MAX_ID_CHARS:
             break
         names.append(name)
         used += len(name) + 4
@@ -167,8 +167,8 @@ def main() -> int:
             print(f"    {name:<42} {nj:>6}   {ne:>6}   {capped_json[name]:>15}   {worst_json[name]:>11}")
         print(f"fixed part of every request            compact JSON {r['total_json']:>6}   OpenAI estimate {r['total_est']:>6}")
         print(f"memory scaffolding: {r['memory_frame']} tokens of frame + {r['per_block']:.0f} per empty block")
-        print(f"id enums are listed while the workspace's ids fit in {ENUM_MAX_CHARS} characters "
-              f"(letta_cli.messaging.ENUM_MAX_CHARS, 4 added per id):")
+        print(f"id enums are listed while the workspace's ids fit in {ENUM_MAX_ID_CHARS} characters "
+              f"(letta_cli.messaging.ENUM_MAX_ID_CHARS, 4 added per id):")
         for w, what in ((alone, "the agent alone"), (capped, "largest 'agent-NN' workspace under the cap"),
                         (worst, "worst case: 1-2 character ids under the cap"), (crowd, "32 agents (over the cap)")):
             print(f"    {what:<46} {w['agents']:>3} agents: {w['enum_ids']:>2} ids and {w['enum_tags']} tags listed; "

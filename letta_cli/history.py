@@ -70,16 +70,13 @@ def window(path: Path, max_entries: int, max_chars: int) -> list[HistoryEntry]:
     that tool calls and their results are never split."""
     if max_entries == 0 or max_chars == 0:
         return []
-    raw = tail(path, max(max_chars * 2, 64 * 1024))
-    entries: list[HistoryEntry] = []
-    for obj in raw:
-        try:
-            entries.append(HistoryEntry.model_validate(obj))
-        except ValidationError:
-            continue
     picked: list[HistoryEntry] = []
     used = 0
-    for entry in reversed(entries):
+    for raw in reversed(_tail_bytes(path, max(max_chars * 2, 64 * 1024)).split(b"\n")):  # newest first
+        try:
+            entry = HistoryEntry.model_validate_json(raw)
+        except (ValidationError, ValueError):
+            continue  # a blank line, the cut first line of the tail, or a torn one
         size = len(entry.content or "") + len(json.dumps(entry.tool_calls) if entry.tool_calls else "")
         if len(picked) >= max_entries or used + size > max_chars:
             break

@@ -108,14 +108,16 @@ async def send_message_to_agents_matching_all_tags(ctx: "TurnContext", args: dic
     return json.dumps(out, ensure_ascii=False)
 
 
-ENUM_MAX_CHARS = 240  # ids listed in a schema, in all; above this they would cost more tokens than they save
+# Characters of ids (and of tags) listed in schemas; above these the lists cost more tokens than they save.
+ENUM_MAX_ID_CHARS = 96
+ENUM_MAX_TAG_CHARS = 48
 
 
 def narrow_schema(ctx: "TurnContext", schema: dict[str, Any]) -> dict[str, Any]:
     """Constrain `other_agent_id` to the agents that exist (not the caller) and `tags` to tags in use."""
     store = AgentStore(ctx.ws)
     names = store.names()
-    if sum(len(n) + 4 for n in names) > ENUM_MAX_CHARS:
+    if sum(len(n) + 4 for n in names) > ENUM_MAX_ID_CHARS:
         return schema
     others = [n for n in names if n != ctx.agent.name]
     props = dict(schema["function"]["parameters"]["properties"])
@@ -123,7 +125,7 @@ def narrow_schema(ctx: "TurnContext", schema: dict[str, Any]) -> dict[str, Any]:
         props["other_agent_id"] = {**props["other_agent_id"], "enum": others}
     if "tags" in props:
         tags = sorted({t for a in store.load_all().agents if a.name != ctx.agent.name for t in a.tags})
-        if tags:
+        if tags and sum(len(t) + 4 for t in tags) <= ENUM_MAX_TAG_CHARS:
             props["tags"] = {**props["tags"], "items": {"type": "string", "enum": tags}}
     fn = schema["function"]
     return {**schema, "function": {**fn, "parameters": {**fn["parameters"], "properties": props}}}
