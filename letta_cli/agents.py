@@ -55,6 +55,33 @@ def dump_agent(agent: AgentDef) -> str:
     return tomli_w.dumps(data, multiline_strings=True)
 
 
+def merge_into_existing(old_text: str, new_text: str) -> str:
+    """The new definition, written into the user's file: only keys whose values differ change, so comments
+    and layout of a hand-edited file stay (tomlkit keeps them)."""
+    import tomlkit
+
+    try:
+        doc = tomlkit.parse(old_text)
+    except tomlkit.exceptions.ParseError:
+        return new_text  # the old file was broken anyway: replace it
+    _merge_table(doc, tomlkit.parse(new_text))
+    return tomlkit.dumps(doc)
+
+
+def _merge_table(old, new) -> None:
+    for key in [k for k in old if k not in new]:
+        del old[key]
+    for key, value in new.items():
+        if key in old and isinstance(old[key], dict) and isinstance(value, dict):
+            _merge_table(old[key], value)
+        elif key not in old or _plain(old[key]) != _plain(value):
+            old[key] = value
+
+
+def _plain(item):
+    return item.unwrap() if hasattr(item, "unwrap") else item
+
+
 class AgentStore:
     def __init__(self, ws: Workspace):
         self.ws = ws
@@ -107,7 +134,10 @@ class AgentStore:
         if path.exists() and not overwrite:
             raise Conflict(f"agent {agent.name!r} already exists ({path}); use --force to replace it")
         self.ws.agents_dir.mkdir(parents=True, exist_ok=True)
-        atomic_write(path, dump_agent(agent))
+        text = dump_agent(agent)
+        if path.exists():
+            text = merge_into_existing(path.read_text(encoding="utf-8"), text)
+        atomic_write(path, text)
         return path
 
     def delete(self, name: str) -> Path:

@@ -476,3 +476,20 @@ def test_list_does_not_import_the_model_client(offline_cli: CLI, ws: Path):
 def test_parser_errors_are_usage_errors(offline_cli: CLI):
     fails(offline_cli("list", "--colour"), 2, "--colour")
 
+
+
+def test_changing_a_hand_edited_file_keeps_its_comments(offline_cli, ws):
+    path = ws / "agents.d" / "alice.toml"
+    path.write_text(
+        '# Alice finds facts (written by hand)\nversion = 1\nname = "alice"\n'
+        'description = "digs"  # why she exists\ntags = ["a", "b"]\n\n# notes\n[memory.blocks.persona]\nvalue = "I dig"\n'
+    )
+    offline_cli.ok("tag", "alice", "--add", "c", "--remove", "a")
+    offline_cli.ok("blocks", "create", "team", "--value", "x")
+    offline_cli.ok("blocks", "attach", "team", "alice")
+    text = path.read_text()
+    for kept in ("# Alice finds facts (written by hand)", 'description = "digs"  # why she exists', "# notes"):
+        assert kept in text
+    shown = offline_cli.ok("show", "alice", "--json").json()
+    assert shown["tags"] == ["b", "c"] and shown["memory"]["shared"] == ["team"]
+    assert shown["memory"]["blocks"]["persona"]["value"] == "I dig"
