@@ -35,6 +35,18 @@ class Result:
         return json.loads(self.out)
 
 
+def fails(res: Result, code: int, *needles: str) -> str:
+    """A user error: the documented exit code, one clear line on stderr, never a traceback."""
+    assert res.code == code, f"expected exit {code}, got {res.code}: {res.err}"
+    assert "Traceback" not in res.err
+    lines = res.err.strip().splitlines()
+    assert len(lines) == 1, f"expected one line on stderr, got: {res.err!r}"
+    assert lines[0].startswith("agents: error: "), lines[0]
+    for needle in needles:
+        assert needle in lines[0], f"{needle!r} not in {lines[0]!r}"
+    return lines[0]
+
+
 class CLI:
     """Runs the real `agents` command in a subprocess against one workspace."""
 

@@ -17,8 +17,9 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
 from pathlib import Path
+
+from tests.conftest import Result
 
 REPO = Path(__file__).resolve().parent.parent
 CONFIG = 'version = 1\nmodel = "fake-model"\n[limits]\nretry_backoff = 0.05\nmodel_retries = 2\nmodel_timeout = 2\n'
@@ -186,14 +187,6 @@ def diff(before: dict[str, bytes], after: dict[str, bytes]) -> list[str]:
 # ------------------------------------------------------------------------------------------------ ForkCLI
 
 
-@dataclass
-class Result:
-    code: int
-    out: str
-    err: str
-
-    def json(self):
-        return json.loads(self.out)
 
 
 _SERVER = r"""

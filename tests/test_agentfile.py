@@ -18,7 +18,7 @@ from letta_cli.errors import StorageError
 from letta_cli.memory import BlockStore
 from letta_cli.models import AgentDef, Block, HistoryEntry
 from letta_cli.workspace import Workspace
-from tests.conftest import CLI, REPO, Result
+from tests.conftest import CLI, REPO, Result, fails
 
 REFERENCE = REPO.parent / "shared" / "reference" / "agent-files"
 MEMGPT = REFERENCE / "memgpt_agent.af"
@@ -30,18 +30,6 @@ CUSTOMER = REFERENCE / "customer_service.af"
 def snapshot(root: Path) -> dict[str, bytes | None]:
     """Every path under root with its bytes (None for a folder): equal snapshots mean nothing changed."""
     return {str(p.relative_to(root)): (p.read_bytes() if p.is_file() else None) for p in sorted(root.rglob("*"))}
-
-
-def fails(res: Result, code: int, *needles: str) -> str:
-    """A user error: the documented exit code, one clear line on stderr, never a traceback."""
-    assert res.code == code, f"expected exit {code}, got {res.code}: {res.err}"
-    assert "Traceback" not in res.err
-    lines = res.err.strip().splitlines()
-    assert len(lines) == 1, f"expected one line on stderr, got: {res.err!r}"
-    assert lines[0].startswith("agents: error: "), lines[0]
-    for needle in needles:
-        assert needle in lines[0], f"{needle!r} not in {lines[0]!r}"
-    return lines[0]
 
 
 def warnings(res: Result) -> list[str]:

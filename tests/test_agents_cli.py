@@ -18,7 +18,7 @@ import pytest
 from letta_cli.config import WorkspaceConfig, load_config
 from letta_cli.errors import UsageError
 from letta_cli.names import check_name
-from tests.conftest import CLI, Result
+from tests.conftest import CLI, Result, fails
 
 # The Letta tag table: which agents a `match_all` tag query returns.
 TAG_TABLE = {"a1": ["primary", "b1"], "a2": ["primary", "b2"], "a3": ["primary", "b1", "b2"]}
@@ -46,17 +46,6 @@ def snapshot(root: Path) -> dict[str, tuple[int, bytes | None]]:
         st = path.stat()
         snap[str(path.relative_to(root))] = (st.st_mtime_ns, path.read_bytes() if path.is_file() else None)
     return snap
-
-
-def fails(res: Result, code: int, *needles: str) -> None:
-    """A user error: the documented exit code, one clear line on stderr, never a traceback."""
-    assert res.code == code, f"expected exit {code}, got {res.code}: {res.err}"
-    assert "Traceback" not in res.err
-    lines = res.err.strip().splitlines()
-    assert len(lines) == 1, f"expected one line on stderr, got: {res.err!r}"
-    assert lines[0].startswith("agents: error: "), lines[0]
-    for needle in needles:
-        assert needle in lines[0], f"{needle!r} not in {lines[0]!r}"
 
 
 def run_here(cwd: Path, env: dict[str, str], *args: str) -> Result:
