@@ -11,11 +11,10 @@ import contextlib
 import os
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from typing import Callable
 
 from letta_cli.agents import AgentStore
-from letta_cli.errors import Conflict, NotFound, StorageError, UsageError, WaitTimeout
+from letta_cli.errors import Conflict, StorageError, UsageError, WaitTimeout
 from letta_cli.fsio import atomic_write, locked
 from letta_cli.models import USER, Message, MessageKind, TurnRecord, new_id
 from letta_cli.queue import Queue
@@ -26,12 +25,6 @@ from letta_cli.trace import Listener, Trace
 from letta_cli.workspace import Workspace
 
 WAIT_POLL_SECONDS = 0.05
-
-
-@dataclass
-class Outcome:
-    message: Message
-    record: TurnRecord | None  # None: still pending (timeout) or not waited for
 
 
 def check_sender(ws: Workspace, sender: str) -> str:
@@ -145,16 +138,3 @@ def wait(
         if on_poll is not None:
             on_poll()
         time.sleep(WAIT_POLL_SECONDS)
-
-
-def status_of(record: TurnRecord | None, queue: Queue, message_id: str) -> str:
-    if record is not None:
-        return record.status
-    return "dead" if queue.find(message_id) and queue.find(message_id)[0] == "dead" else "pending"
-
-
-def known_agent(ws: Workspace, name: str) -> str:
-    store = AgentStore(ws)
-    if not store.exists(name):
-        raise NotFound(f"no agent named {name!r}{store.suggest(name)}")
-    return name

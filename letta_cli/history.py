@@ -8,7 +8,7 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from letta_cli.fsio import append_line, read_json_lines
+from letta_cli.fsio import append_line
 from letta_cli.models import HistoryEntry
 
 TAIL_CHUNK = 256 * 1024
@@ -22,36 +22,33 @@ def append_turn(path: Path, entries: list[dict]) -> None:
 
 def has_turn(path: Path, turn_id: str) -> bool:
     """Is this turn already in the history? Only the tail needs checking: turns are appended in order."""
-    if turn_id.encode() not in _tail_bytes(path, TAIL_CHUNK):  # the usual answer, without parsing JSON
-        return False
-    return any(e.get("turn_id") == turn_id for e in tail(path, TAIL_CHUNK))
+    needle = turn_id.encode()
+    for raw in _tail_lines(path, TAIL_CHUNK):
+        if needle in raw:  # a byte search first: parsing every line of the tail is the slow part
+            try:
+                if json.loads(raw).get("turn_id") == turn_id:
+                    return True
+            except ValueError:
+                continue  # a torn line
+    return False
 
 
-def _tail_bytes(path: Path, nbytes: int) -> bytes:
+def _tail_lines(path: Path, nbytes: int) -> list[bytes]:
+    """The complete lines within roughly `nbytes` of the end of the file (a line cut by the start is dropped)."""
     try:
         with open(path, "rb") as fh:
-            fh.seek(0, os.SEEK_END)
-            fh.seek(max(0, fh.tell() - nbytes))
-            return fh.read()
+            start = max(0, fh.seek(0, os.SEEK_END) - nbytes)
+            fh.seek(start)
+            lines = fh.read().split(b"\n")
     except FileNotFoundError:
-        return b""
+        return []
+    return lines[1:] if start > 0 else lines
 
 
 def tail(path: Path, nbytes: int) -> list[dict]:
     """The last complete entries within roughly `nbytes` of the end of the file."""
-    try:
-        size = os.path.getsize(path)
-    except FileNotFoundError:
-        return []
-    with open(path, "rb") as fh:
-        start = max(0, size - nbytes)
-        fh.seek(start)
-        data = fh.read()
-    lines = data.split(b"\n")
-    if start > 0:
-        lines = lines[1:]  # the first line is probably cut
     out = []
-    for raw in lines:
+    for raw in _tail_lines(path, nbytes):
         try:
             obj = json.loads(raw)
         except ValueError:
@@ -61,10 +58,6 @@ def tail(path: Path, nbytes: int) -> list[dict]:
     return out
 
 
-def read_all(path: Path) -> list[dict]:
-    return list(read_json_lines(path))
-
-
 def window(path: Path, max_entries: int, max_chars: int) -> list[HistoryEntry]:
     """Recent history for a request: at most `max_entries` and `max_chars`, starting at a turn boundary so
     that tool calls and their results are never split."""
@@ -72,7 +65,7 @@ def window(path: Path, max_entries: int, max_chars: int) -> list[HistoryEntry]:
         return []
     picked: list[HistoryEntry] = []
     used = 0
-    for raw in reversed(_tail_bytes(path, max(max_chars * 2, 64 * 1024)).split(b"\n")):  # newest first
+    for raw in reversed(_tail_lines(path, max(max_chars * 2, 64 * 1024))):  # newest first
         try:
             entry = HistoryEntry.model_validate_json(raw)
         except (ValidationError, ValueError):

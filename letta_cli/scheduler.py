@@ -81,7 +81,6 @@ class Scheduler:
         self.client = ModelClient(self.limits.model_timeout, self.limits.model_retries)
         self.waits = WaitsFor()
         self.busy: dict[str, asyncio.Task] = {}  # agent -> its running turn
-        self.claimed: dict[str, Claimed] = {}  # message id -> claim, while its turn runs
         self.futures: dict[str, asyncio.Future[TurnRecord]] = {}
         self.chain_turns: Counter[str] = Counter()
         self.chain_tokens: Counter[str] = Counter()
@@ -177,7 +176,6 @@ class Scheduler:
                 continue
             claimed = self.queue.claim(entry)
             if claimed is not None:
-                self.claimed[claimed.message.id] = claimed
                 self.active_chains.add(claimed.message.chain_id)
                 self.busy[recipient] = asyncio.get_running_loop().create_task(self._handle(claimed))
         return pending
@@ -235,7 +233,6 @@ class Scheduler:
             self.fatal = exc if isinstance(exc, StorageError) else StorageError(f"storage failure: {exc}")
             self.stop()
         finally:
-            self.claimed.pop(msg.id, None)
             if self.busy.get(msg.recipient) is asyncio.current_task():
                 del self.busy[msg.recipient]
             self._peek_cache.pop(msg.id, None)

@@ -52,7 +52,7 @@ def register(app: typer.Typer) -> None:
           agents send boss --tool send_message_to_agents_matching_all_tags "Poll the workers"
         """
         ws = workspace()
-        client.known_agent(ws, name)
+        AgentStore(ws).get(name)  # before reading stdin: an unknown agent fails at once
         body = read_message(message)
         [msg] = client.publish(ws, [name], body, sender=sender, force_tool=tool)
         if no_wait:
