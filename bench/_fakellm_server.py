@@ -13,9 +13,9 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import start_fakellm  # noqa: E402
+from _common import start_fakellm
 
-from tests.fakellm import agent_of, call, text, tool_results  # noqa: E402
+from tests.fakellm import agent_of, call, text, tool_results
 
 BROADCAST = "Report your status in one line."
 

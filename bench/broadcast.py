@@ -40,17 +40,18 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import PY, cleanup, header, make_workspace, measure_raw_writes, ms, ratio, read_trace, scratch  # noqa: E402
+from _common import PY, cleanup, header, make_workspace, measure_raw_writes, ms, ratio, read_trace, scratch
 
-from letta_cli import client  # noqa: E402
-from letta_cli.workspace import Workspace  # noqa: E402
+from letta_cli import client
+from letta_cli.workspace import Workspace
 
 HERE = Path(__file__).resolve().parent
 
 
 def start_server(delay: float) -> tuple[subprocess.Popen, str]:
-    proc = subprocess.Popen([PY, str(HERE / "_fakellm_server.py"), str(delay)], stdin=subprocess.PIPE,
-                            stdout=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [PY, str(HERE / "_fakellm_server.py"), str(delay)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
     url = proc.stdout.readline().strip()
     if not url.startswith("http"):
         raise SystemExit("the fake model server did not start")
@@ -59,7 +60,7 @@ def start_server(delay: float) -> tuple[subprocess.Popen, str]:
 
 def server_baseline(url: str, n: int) -> float:
     """Wall seconds for n concurrent raw POSTs to the fake server (connections opened beforehand)."""
-    port = int(url.rsplit(":", 1)[1].split("/")[0])
+    port = int(url.rsplit(":", 1)[1].split("/", maxsplit=1)[0])
     body = json.dumps({"model": "m", "messages": [{"role": "user", "content": "hi"}]}).encode()
     errors: list[BaseException] = []
     barrier = threading.Barrier(n + 1)
@@ -72,7 +73,7 @@ def server_baseline(url: str, n: int) -> float:
             conn.request("POST", "/v1/chat/completions", body, {"Content-Type": "application/json"})
             assert conn.getresponse().read()
             conn.close()
-        except BaseException as exc:  # noqa: BLE001
+        except BaseException as exc:
             errors.append(exc)
 
     threads = [threading.Thread(target=one) for _ in range(n)]
@@ -101,8 +102,10 @@ def sdk_baseline(url: str, n: int, concurrency: int) -> float:
         gate = asyncio.Semaphore(concurrency)
 
         async def one(i: int) -> None:
-            messages = [{"role": "system", "content": f'You are a helpful agent.\n\nYou are agent "w{i:04d}".'},
-                        {"role": "user", "content": "Report your status in one line."}]
+            messages = [
+                {"role": "system", "content": f'You are a helpful agent.\n\nYou are agent "w{i:04d}".'},
+                {"role": "user", "content": "Report your status in one line."},
+            ]
             async with gate:
                 await api.chat.completions.create(model="m", messages=messages, tools=tools, tool_choice="auto")
 
@@ -176,15 +179,22 @@ def main() -> int:
             tool, fanout, sup_model = tool_path(ws, n)
             raw = measure_raw_writes(work / f"raw{n}", 50, b"x" * 700) / 50
             rows.append((n, floor, base, sdk, shell, publish, tool, fanout))
-            print(f"   {n} agents: server {base:.2f} s, bare SDK {sdk:.2f} s, shell path {shell:.2f} s "
-                  f"(publish {publish:.2f} s), tool path {tool:.2f} s (broadcast tool {fanout:.2f} s, "
-                  f"supervisor's model calls {sup_model:.2f} s); disk: raw durable write {ms(raw)}", flush=True)
+            print(
+                f"   {n} agents: server {base:.2f} s, bare SDK {sdk:.2f} s, shell path {shell:.2f} s "
+                f"(publish {publish:.2f} s), tool path {tool:.2f} s (broadcast tool {fanout:.2f} s, "
+                f"supervisor's model calls {sup_model:.2f} s); disk: raw durable write {ms(raw)}",
+                flush=True,
+            )
         print()
-        print(f"{'agents':>6} {'floor':>7} {'server':>7} {'SDK':>7} {'shell':>7} {'publish':>8} {'tool':>7} "
-              f"{'fan-out':>8} {'sequential':>10} | {'SDK-floor':>9} {'shell-SDK':>9} {'tool-SDK':>9}")
+        print(
+            f"{'agents':>6} {'floor':>7} {'server':>7} {'SDK':>7} {'shell':>7} {'publish':>8} {'tool':>7} "
+            f"{'fan-out':>8} {'sequential':>10} | {'SDK-floor':>9} {'shell-SDK':>9} {'tool-SDK':>9}"
+        )
         for n, floor, base, sdk, shell, publish, tool, fanout in rows:
-            print(f"{n:>6} {floor:>6.2f}s {base:>6.2f}s {sdk:>6.2f}s {shell:>6.2f}s {publish:>7.2f}s {tool:>6.2f}s "
-                  f"{fanout:>7.2f}s {n * args.delay:>9.1f}s | {sdk - floor:>8.2f}s {shell - sdk:>8.2f}s {tool - sdk:>8.2f}s")
+            print(
+                f"{n:>6} {floor:>6.2f}s {base:>6.2f}s {sdk:>6.2f}s {shell:>6.2f}s {publish:>7.2f}s {tool:>6.2f}s "
+                f"{fanout:>7.2f}s {n * args.delay:>9.1f}s | {sdk - floor:>8.2f}s {shell - sdk:>8.2f}s {tool - sdk:>8.2f}s"
+            )
         print("   floor: ceil(N/concurrency) x latency; server: N concurrent raw HTTP requests; SDK: N bare")
         print("   AsyncOpenAI calls (same concurrency); shell: publish + wait; tool: supervisor turn end to end;")
         print("   fan-out: the broadcast tool call alone; SDK-floor: the openai client's own overhead;")
@@ -195,9 +205,11 @@ def main() -> int:
             ratio("broadcast_100_shell_wall_seconds", at[100][4], 1.0, unit="s")
             ratio("broadcast_100_tool_wall_seconds", at[100][6], 1.0, unit="s")
             n, floor, _, sdk, shell, _, tool, _ = at[100]
-            print(f"   (the bare SDK alone takes {sdk:.2f} s for the same 100 calls: of the shell path's {shell:.2f} s, "
-                  f"{floor:.2f} s is the floor, {sdk - floor:.2f} s the SDK client, {shell - sdk:.2f} s letta_cli; of the "
-                  f"tool path's {tool:.2f} s, {tool - sdk:.2f} s is letta_cli)")
+            print(
+                f"   (the bare SDK alone takes {sdk:.2f} s for the same 100 calls: of the shell path's {shell:.2f} s, "
+                f"{floor:.2f} s is the floor, {sdk - floor:.2f} s the SDK client, {shell - sdk:.2f} s letta_cli; of the "
+                f"tool path's {tool:.2f} s, {tool - sdk:.2f} s is letta_cli)"
+            )
         return 0
     finally:
         server.stdin.close()

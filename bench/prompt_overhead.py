@@ -24,13 +24,13 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import cleanup, header, make_workspace, ratio, scratch, start_fakellm  # noqa: E402
+from _common import cleanup, header, make_workspace, ratio, scratch, start_fakellm
 
-from letta_cli import client  # noqa: E402
-from letta_cli.messaging import ENUM_MAX_ID_CHARS  # noqa: E402
-from letta_cli.tools import builtin_tools  # noqa: E402
-from letta_cli.turn import IDENTITY  # noqa: E402
-from letta_cli.workspace import Workspace  # noqa: E402
+from letta_cli import client
+from letta_cli.messaging import ENUM_MAX_ID_CHARS
+from letta_cli.tools import builtin_tools
+from letta_cli.turn import IDENTITY
+from letta_cli.workspace import Workspace
 
 PER_MESSAGE = 3  # OpenAI chat format: tokens around each message
 REPLY_PRIMING = 3  # every reply is primed with <|start|>assistant<|message|>
@@ -155,32 +155,63 @@ def main() -> int:
 
         r = alone
         print()
-        print(f"system message                         {r['system']:>6} tokens (incl. {PER_MESSAGE} of message framing)")
+        print(
+            f"system message                         {r['system']:>6} tokens (incl. {PER_MESSAGE} of message framing)"
+        )
         for name, n in r["parts"]:
             print(f"    {name:<34} {n:>6}")
         print(f"reply priming                          {REPLY_PRIMING:>6}")
-        print(f"tool schemas ({r['ntools']} tools)      compact JSON {r['tools_json']:>6}   OpenAI estimate {r['tools_est']:>6}")
+        print(
+            f"tool schemas ({r['ntools']} tools)      compact JSON {r['tools_json']:>6}   OpenAI estimate {r['tools_est']:>6}"
+        )
         capped_json, worst_json = dict(capped["json_counts"]), dict(worst["json_counts"])
-        print(f"    {'per tool':<42} {'JSON':>6}   {'est.':>6}   {'JSON, ' + str(capped['agents']) + ' agents':>15}"
-              f"   {'JSON, worst':>11}")
-        for (name, nj), (_, ne) in sorted(zip(r["json_counts"], r["est_counts"]), key=lambda p: -p[0][1]):
+        print(
+            f"    {'per tool':<42} {'JSON':>6}   {'est.':>6}   {'JSON, ' + str(capped['agents']) + ' agents':>15}"
+            f"   {'JSON, worst':>11}"
+        )
+        for (name, nj), (_, ne) in sorted(zip(r["json_counts"], r["est_counts"], strict=False), key=lambda p: -p[0][1]):
             print(f"    {name:<42} {nj:>6}   {ne:>6}   {capped_json[name]:>15}   {worst_json[name]:>11}")
-        print(f"fixed part of every request            compact JSON {r['total_json']:>6}   OpenAI estimate {r['total_est']:>6}")
+        print(
+            f"fixed part of every request            compact JSON {r['total_json']:>6}   OpenAI estimate {r['total_est']:>6}"
+        )
         print(f"memory scaffolding: {r['memory_frame']} tokens of frame + {r['per_block']:.0f} per empty block")
-        print(f"id enums are listed while the workspace's ids fit in {ENUM_MAX_ID_CHARS} characters "
-              f"(letta_cli.messaging.ENUM_MAX_ID_CHARS, 4 added per id):")
-        for w, what in ((alone, "the agent alone"), (capped, "largest 'agent-NN' workspace under the cap"),
-                        (worst, "worst case: 1-2 character ids under the cap"), (crowd, "32 agents (over the cap)")):
-            print(f"    {what:<46} {w['agents']:>3} agents: {w['enum_ids']:>2} ids and {w['enum_tags']} tags listed; "
-                  f"compact JSON {w['total_json']:>5}, OpenAI estimate {w['total_est']:>5}")
+        print(
+            f"id enums are listed while the workspace's ids fit in {ENUM_MAX_ID_CHARS} characters "
+            f"(letta_cli.messaging.ENUM_MAX_ID_CHARS, 4 added per id):"
+        )
+        for w, what in (
+            (alone, "the agent alone"),
+            (capped, "largest 'agent-NN' workspace under the cap"),
+            (worst, "worst case: 1-2 character ids under the cap"),
+            (crowd, "32 agents (over the cap)"),
+        ):
+            print(
+                f"    {what:<46} {w['agents']:>3} agents: {w['enum_ids']:>2} ids and {w['enum_tags']} tags listed; "
+                f"compact JSON {w['total_json']:>5}, OpenAI estimate {w['total_est']:>5}"
+            )
         print()
         ratio("prompt_fixed_tokens", max(r["total_json"], r["total_est"]), 1000, unit=" tokens", digits=0)
-        ratio("prompt_fixed_tokens_32_agents", max(crowd["total_json"], crowd["total_est"]), 1000, unit=" tokens",
-              digits=0)
-        ratio("prompt_fixed_tokens_largest_enum", max(capped["total_json"], capped["total_est"]), 1000,
-              unit=" tokens", digits=0)
-        ratio("prompt_fixed_tokens_worst_enum", max(worst["total_json"], worst["total_est"]), 1000,
-              unit=" tokens", digits=0)
+        ratio(
+            "prompt_fixed_tokens_32_agents",
+            max(crowd["total_json"], crowd["total_est"]),
+            1000,
+            unit=" tokens",
+            digits=0,
+        )
+        ratio(
+            "prompt_fixed_tokens_largest_enum",
+            max(capped["total_json"], capped["total_est"]),
+            1000,
+            unit=" tokens",
+            digits=0,
+        )
+        ratio(
+            "prompt_fixed_tokens_worst_enum",
+            max(worst["total_json"], worst["total_est"]),
+            1000,
+            unit=" tokens",
+            digits=0,
+        )
         return 0
     finally:
         llm.stop()

@@ -36,10 +36,10 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import PY, cleanup, header, measure_raw_writes, median, ms, ratio, scratch, us  # noqa: E402
+from _common import PY, cleanup, header, measure_raw_writes, median, ms, ratio, scratch, us
 
-from letta_cli.models import Message  # noqa: E402
-from letta_cli.queue import Queue  # noqa: E402
+from letta_cli.models import Message
+from letta_cli.queue import Queue
 
 
 def sample_message(i: int) -> Message:
@@ -112,8 +112,23 @@ def syscall_counts(work: Path, n: int = 300) -> dict[str, dict[str, tuple[float,
 
     def run(which: str, count: int) -> dict[str, tuple[int, float]] | None:
         with tempfile.NamedTemporaryFile("r", suffix=".strace") as summary:
-            argv = [strace, "-f", "-c", "-w", "-o", summary.name, "-e", f"trace={SYSCALLS}", PY, "-c", CHILD,
-                    str(Path(__file__).resolve().parent), which, str(work / f"strace-{which}-{count}"), str(count)]
+            argv = [
+                strace,
+                "-f",
+                "-c",
+                "-w",
+                "-o",
+                summary.name,
+                "-e",
+                f"trace={SYSCALLS}",
+                PY,
+                "-c",
+                CHILD,
+                str(Path(__file__).resolve().parent),
+                which,
+                str(work / f"strace-{which}-{count}"),
+                str(count),
+            ]
             if subprocess.run(argv, capture_output=True).returncode != 0:
                 return None  # e.g. ptrace not permitted here
             rows = {}
@@ -211,9 +226,12 @@ def main() -> int:
             raw_t, pub_t, claim_t, ack_t, pq_t = raw_t + raw, pub_t + p, claim_t + c, ack_t + a, pq_t + pq
             vs_raw.append((p + c + a) / raw)
             vs_pq.append(pq / (p + c + a))
-            print(f"   round {r + 1}: raw {ms(raw / per_round)}/write, lifecycle {ms((p + c + a) / per_round)}/msg, "
-                  f"persist-queue {ms(pq / per_round)}/msg; lifecycle/raw {vs_raw[-1]:.2f}x, "
-                  f"vs persist-queue {vs_pq[-1]:.2f}x", flush=True)
+            print(
+                f"   round {r + 1}: raw {ms(raw / per_round)}/write, lifecycle {ms((p + c + a) / per_round)}/msg, "
+                f"persist-queue {ms(pq / per_round)}/msg; lifecycle/raw {vs_raw[-1]:.2f}x, "
+                f"vs persist-queue {vs_pq[-1]:.2f}x",
+                flush=True,
+            )
         life_t = pub_t + claim_t + ack_t
         print()
         print(f"raw durable write            {ms(raw_t / n):>10} each   {n / raw_t:8.0f} /s")
@@ -221,11 +239,17 @@ def main() -> int:
         print(f"    publish                  {ms(pub_t / n):>10}")
         print(f"    claim (scan+rename+fsync+parse) {ms(claim_t / n):>10}")
         print(f"    ack (unlink)             {us(ack_t / n):>10}")
-        print(f"persist-queue SQLiteAckQueue {ms(pq_t / n):>10} each   {n / pq_t:8.0f} msg/s  (put+get+ack, auto_commit)")
-        print(f"lifecycle with os.fsync a no-op {ms(nosync_t / n):>8} each   (not durable: a diagnostic; so the 3 fsyncs "
-              f"cost {ms((life_t - nosync_t) / n)} per message)")
-        print(f"batch publish (publish_many, 100 per batch, 16 threads) {ms(batch_t / n)} per message "
-              f"({pub_t / batch_t:.1f}x faster than one at a time)")
+        print(
+            f"persist-queue SQLiteAckQueue {ms(pq_t / n):>10} each   {n / pq_t:8.0f} msg/s  (put+get+ack, auto_commit)"
+        )
+        print(
+            f"lifecycle with os.fsync a no-op {ms(nosync_t / n):>8} each   (not durable: a diagnostic; so the 3 fsyncs "
+            f"cost {ms((life_t - nosync_t) / n)} per message)"
+        )
+        print(
+            f"batch publish (publish_many, 100 per batch, 16 threads) {ms(batch_t / n)} per message "
+            f"({pub_t / batch_t:.1f}x faster than one at a time)"
+        )
 
         if args.strace:
             counts = syscall_counts(work)
@@ -234,7 +258,9 @@ def main() -> int:
             else:
                 print("system calls per message, whole lifecycle (strace -c -f -w: calls, wall time inside them,")
                 print("inflated by strace itself; the counts are exact):")
-                names = sorted({k for rows in counts.values() for k in rows}, key=lambda k: SYSCALLS.split(",").index(k))
+                names = sorted(
+                    {k for rows in counts.values() for k in rows}, key=lambda k: SYSCALLS.split(",").index(k)
+                )
                 for which, rows in counts.items():
                     cells = ", ".join(f"{k} {rows[k][0]:.2f} ({rows[k][1]:.2f} ms)" for k in names if k in rows)
                     print(f"    {which:<14} {cells}")
@@ -242,10 +268,14 @@ def main() -> int:
         if args.producers:
             per = max(1, per_round // args.producers)
             mp_t, got = multi_producer(work / "mp", args.producers, per)
-            print(f"multi-process: {args.producers} producer processes published {got:,} messages in {mp_t:.2f} s "
-                  f"({got / mp_t:.0f} msg/s), each claimed exactly once")
-        print(f"per-round ratios: lifecycle/raw median {median(vs_raw):.2f}x (range {min(vs_raw):.2f}-{max(vs_raw):.2f}), "
-              f"throughput vs persist-queue median {median(vs_pq):.2f}x (range {min(vs_pq):.2f}-{max(vs_pq):.2f})")
+            print(
+                f"multi-process: {args.producers} producer processes published {got:,} messages in {mp_t:.2f} s "
+                f"({got / mp_t:.0f} msg/s), each claimed exactly once"
+            )
+        print(
+            f"per-round ratios: lifecycle/raw median {median(vs_raw):.2f}x (range {min(vs_raw):.2f}-{max(vs_raw):.2f}), "
+            f"throughput vs persist-queue median {median(vs_pq):.2f}x (range {min(vs_pq):.2f}-{max(vs_pq):.2f})"
+        )
         print()
         ratio("queue_lifecycle_vs_raw_write", life_t / raw_t, 2.5)
         ratio("queue_throughput_vs_persist_queue", pq_t / life_t, 1.0, at_most=False)

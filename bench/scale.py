@@ -24,8 +24,8 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import PY, REPO, agent_toml, cleanup, clean_env, header, median, ratio, scratch  # noqa: E402
-from startup import agents_argv  # noqa: E402
+from _common import PY, REPO, agent_toml, clean_env, cleanup, header, median, ratio, scratch
+from startup import agents_argv
 
 MATCH_SCRIPT = """
 import json, sys, time
@@ -104,8 +104,12 @@ def make_big_workspace(root: Path, n: int) -> None:
     for i in range(n):
         name = f"agent-{i:05d}"
         tags = ["fleet", f"shard-{i % 16}"] + (["x"] if i % 10 == 0 else [])
-        text = agent_toml(name, tags, description=f"Worker {i} of the fleet; handles shard {i % 16}.",
-                          blocks={"persona": f"I am worker {i}."})
+        text = agent_toml(
+            name,
+            tags,
+            description=f"Worker {i} of the fleet; handles shard {i % 16}.",
+            blocks={"persona": f"I am worker {i}."},
+        )
         (d / f"{name}.toml").write_text(text)
 
 
@@ -121,8 +125,10 @@ def main() -> int:
         root = work / "ws"
         t = time.perf_counter()
         make_big_workspace(root, args.agents)
-        print(f"   created {args.agents:,} agent files in {time.perf_counter() - t:.1f} s "
-              f"({sum(p.stat().st_size for p in (root / 'agents.d').iterdir()) / 1e6:.1f} MB)")
+        print(
+            f"   created {args.agents:,} agent files in {time.perf_counter() - t:.1f} s "
+            f"({sum(p.stat().st_size for p in (root / 'agents.d').iterdir()) / 1e6:.1f} MB)"
+        )
         env = {**clean_env(), "PYTHONPATH": str(REPO)}
         agents_dir = str(root / "agents.d")
         expected = (args.agents + 9) // 10
@@ -157,14 +163,18 @@ def main() -> int:
             print(f"{name:<32} {wall * 1000:>6.0f} ms {cpu * 1000:>6.0f} ms {rss:>7.1f} MB")
         print()
         print("inside the processes (in-process timers, medians):")
-        print(f"   AgentStore.matching cold  {median(inner['cold']) * 1000:7.0f} ms   "
-              f"(+ import {median(inner['import']) * 1000:.0f} ms)")
+        print(
+            f"   AgentStore.matching cold  {median(inner['cold']) * 1000:7.0f} ms   "
+            f"(+ import {median(inner['import']) * 1000:.0f} ms)"
+        )
         print(f"   AgentStore.matching warm  {median(inner['warm']) * 1000:7.0f} ms")
         print(f"   floor: read all files     {median(inner['read']) * 1000:7.0f} ms")
         print(f"   tomllib parse all files   {median(inner['parse']) * 1000:7.0f} ms")
         cold = median(inner["cold"])
-        print(f"   cold matching / tomllib parse: {cold / median(inner['parse']):.1f}x; "
-              f"/ raw read: {cold / median(inner['read']):.1f}x")
+        print(
+            f"   cold matching / tomllib parse: {cold / median(inner['parse']):.1f}x; "
+            f"/ raw read: {cold / median(inner['read']):.1f}x"
+        )
         print()
         wall, _, rss = med["agents list --tag x"]
         jwall, _, jrss = med["agents list --tag x --json"]

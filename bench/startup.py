@@ -20,9 +20,9 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import PY, cleanup, clean_env, header, make_workspace, median, ratio, scratch  # noqa: E402
+from _common import PY, clean_env, cleanup, header, make_workspace, median, ratio, scratch
 
-MINIMAL_TYPER = '''\
+MINIMAL_TYPER = """\
 import typer
 
 app = typer.Typer()
@@ -35,7 +35,7 @@ def hello() -> None:
 
 if __name__ == "__main__":
     app()
-'''
+"""
 
 
 def run_once(argv: list[str], env: dict[str, str]) -> tuple[float, float, int]:
@@ -57,7 +57,7 @@ def import_times(argv: list[str], env: dict[str, str]) -> dict[str, int]:
     out: dict[str, int] = {}
     for line in err.splitlines():
         if line.startswith("import time:") and "self [us]" not in line:
-            self_us, _cum, name = (part.strip() for part in line[len("import time:"):].split("|"))
+            self_us, _cum, name = (part.strip() for part in line[len("import time:") :].split("|"))
             out[name] = int(self_us)
     return out
 
@@ -65,7 +65,10 @@ def import_times(argv: list[str], env: dict[str, str]) -> dict[str, int]:
 GROUPS = [  # (label, module prefixes), first match wins
     ("letta_cli.models + config (pydantic classes)", ("letta_cli.models", "letta_cli.config")),
     ("letta_cli other modules", ("letta_cli",)),
-    ("asyncio/concurrent/ssl (via scheduler, client)", ("asyncio", "_asyncio", "concurrent", "ssl", "_ssl", "selectors")),
+    (
+        "asyncio/concurrent/ssl (via scheduler, client)",
+        ("asyncio", "_asyncio", "concurrent", "ssl", "_ssl", "selectors"),
+    ),
     ("rich (table output)", ("rich",)),
     ("pydantic", ("pydantic",)),
     ("other stdlib/third-party", ("",)),
@@ -133,19 +136,25 @@ def main() -> int:
             wall = median([r[0] for r in rows])
             cpu = median([r[1] for r in rows])
             med[name] = (wall, cpu)
-            print(f"{name:<28} {wall * 1000:>9.1f} ms {min(r[0] for r in rows) * 1000:>7.1f} ms "
-                  f"{cpu * 1000:>8.1f} ms {max(r[2] for r in rows) / 1024:>7.1f} MB")
+            print(
+                f"{name:<28} {wall * 1000:>9.1f} ms {min(r[0] for r in rows) * 1000:>7.1f} ms "
+                f"{cpu * 1000:>8.1f} ms {max(r[2] for r in rows) / 1024:>7.1f} MB"
+            )
         agents_key = list(commands)[2]
-        i_wall, i_cpu = med["import letta_cli.cli.main"]
+        _i_wall, i_cpu = med["import letta_cli.cli.main"]
         a_wall, a_cpu = med[agents_key]
         t_wall, t_cpu = med["minimal Typer app"]
         p_wall, _ = med["python -c pass"]
         print()
-        print(f"agents list / python -c pass: {a_wall / p_wall:.1f}x wall; above the Typer app: "
-              f"{(a_wall - t_wall) * 1000:.0f} ms wall, {(a_cpu - t_cpu) * 1000:.0f} ms CPU "
-              f"(CPU ratio {a_cpu / t_cpu:.2f}x)")
-        print(f"of which importing the CLI's modules: {(i_cpu - t_cpu) * 1000:.0f} ms CPU more than the Typer app's "
-              f"whole run; running `list` itself: {(a_cpu - i_cpu) * 1000:.0f} ms CPU")
+        print(
+            f"agents list / python -c pass: {a_wall / p_wall:.1f}x wall; above the Typer app: "
+            f"{(a_wall - t_wall) * 1000:.0f} ms wall, {(a_cpu - t_cpu) * 1000:.0f} ms CPU "
+            f"(CPU ratio {a_cpu / t_cpu:.2f}x)"
+        )
+        print(
+            f"of which importing the CLI's modules: {(i_cpu - t_cpu) * 1000:.0f} ms CPU more than the Typer app's "
+            f"whole run; running `list` itself: {(a_cpu - i_cpu) * 1000:.0f} ms CPU"
+        )
         import_breakdown(commands[agents_key], commands["minimal Typer app"], env)
         print()
         ratio("startup_agents_list_vs_minimal_typer", a_wall / t_wall, 1.5)

@@ -23,12 +23,12 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import cleanup, header, make_workspace, measure_raw_writes, median, scratch  # noqa: E402
-from broadcast import start_server  # noqa: E402
-from turn_overhead import prefill_history  # noqa: E402
+from _common import cleanup, header, make_workspace, measure_raw_writes, median, scratch
+from broadcast import start_server
+from turn_overhead import prefill_history
 
-from letta_cli import agents, client, history, llm, messaging, queue, records, scheduler, trace, turn  # noqa: E402
-from letta_cli.workspace import Workspace  # noqa: E402
+from letta_cli import agents, client, history, llm, messaging, queue, records, scheduler, trace, turn
+from letta_cli.workspace import Workspace
 
 STAGES = [  # (owner, attribute, label); indentation shows what includes what
     (scheduler.Scheduler, "_pump", "loop: _pump (scan new/, peek, claim)"),
@@ -53,6 +53,7 @@ STAGES = [  # (owner, attribute, label); indentation shows what includes what
 def instrument(acc: dict[str, float]) -> None:
     def wrap(fn, label):
         if inspect.iscoroutinefunction(fn):
+
             @functools.wraps(fn)
             async def timed(*a, **k):
                 t = time.perf_counter()
@@ -61,6 +62,7 @@ def instrument(acc: dict[str, float]) -> None:
                 finally:
                     acc[label] += time.perf_counter() - t
         else:
+
             @functools.wraps(fn)
             def timed(*a, **k):
                 t = time.perf_counter()
@@ -68,6 +70,7 @@ def instrument(acc: dict[str, float]) -> None:
                     return fn(*a, **k)
                 finally:
                     acc[label] += time.perf_counter() - t
+
         return timed
 
     for owner, name, label in STAGES:
@@ -88,8 +91,10 @@ def main() -> int:
     ap.add_argument("--no-fsync", action="store_true", help="make os.fsync a no-op (not durable: a diagnostic)")
     args = ap.parse_args()
 
-    header(f"turn breakdown: {args.rounds} drains of {args.turns} turns, history {args.history}"
-           + (", os.fsync a no-op" if args.no_fsync else ""))
+    header(
+        f"turn breakdown: {args.rounds} drains of {args.turns} turns, history {args.history}"
+        + (", os.fsync a no-op" if args.no_fsync else "")
+    )
     import openai  # noqa: F401
 
     server, url = start_server(0.0)

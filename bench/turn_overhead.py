@@ -30,13 +30,22 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import (  # noqa: E402
-    cleanup, header, make_workspace, measure_raw_writes, median, ms, ratio, read_trace, scratch, start_fakellm,
+from _common import (
+    cleanup,
+    header,
+    make_workspace,
+    measure_raw_writes,
+    median,
+    ms,
+    ratio,
+    read_trace,
+    scratch,
+    start_fakellm,
 )
 
-from letta_cli import client, history  # noqa: E402
-from letta_cli.models import HistoryEntry, new_id  # noqa: E402
-from letta_cli.workspace import Workspace  # noqa: E402
+from letta_cli import client, history
+from letta_cli.models import HistoryEntry, new_id
+from letta_cli.workspace import Workspace
 
 
 async def bare_sdk_calls(url: str, body: dict, n: int) -> float:
@@ -74,8 +83,10 @@ def main() -> int:
     per = max(1, args.turns // args.rounds)
     n = per * args.rounds
 
-    header(f"turn overhead: {n} sequential turns of one agent (history: {args.history} earlier turns), "
-           f"zero-latency model, {args.rounds} rounds")
+    header(
+        f"turn overhead: {n} sequential turns of one agent (history: {args.history} earlier turns), "
+        f"zero-latency model, {args.rounds} rounds"
+    )
     t = time.perf_counter()
     import openai  # noqa: F401  (one-time; the scheduler imports it lazily on the first model call)
 
@@ -84,8 +95,7 @@ def main() -> int:
     url = llm.url
     work = scratch("turn")
     try:
-        root = make_workspace(work / "ws", {"solo": ["bench"]}, base_url=url,
-                              blocks={"persona": "", "human": ""})
+        root = make_workspace(work / "ws", {"solo": ["bench"]}, base_url=url, blocks={"persona": "", "human": ""})
         ws = Workspace(root)
         prefill_history(ws, "solo", args.history)
         raw_t = pub_t = drain_t = model_t = 0.0
@@ -110,8 +120,11 @@ def main() -> int:
             raw_t, pub_t, drain_t, model_t = raw_t + raw, pub_t + t1 - t0, drain_t + t2 - t1, model_t + model
             own = (t2 - t1 - model) / per
             per_round.append(own / (raw / per))
-            print(f"   round {r + 1}: drain {ms((t2 - t1) / per)}/turn, model (trace) {ms(model / per)}/turn, "
-                  f"own {ms(own)}/turn, raw {ms(raw / per)}/write: own = {per_round[-1]:.2f} raw writes", flush=True)
+            print(
+                f"   round {r + 1}: drain {ms((t2 - t1) / per)}/turn, model (trace) {ms(model / per)}/turn, "
+                f"own {ms(own)}/turn, raw {ms(raw / per)}/write: own = {per_round[-1]:.2f} raw writes",
+                flush=True,
+            )
 
         body = llm.requests[-1]
         sdk_t = asyncio.run(bare_sdk_calls(url, body, n))
@@ -127,8 +140,10 @@ def main() -> int:
         print(f"scheduler's own cost (trace)      {ms(own):>10} per turn   ({1 / own:.1f} turns/s excluding the model)")
         print(f"scheduler's own cost (bare SDK)   {ms(own_sdk):>10} per turn")
         print(f"request sent: {len(body['messages'])} messages, {len(body.get('tools', []))} tools")
-        print(f"per-round own cost in raw writes: median {median(per_round):.2f} "
-              f"(range {min(per_round):.2f}-{max(per_round):.2f})")
+        print(
+            f"per-round own cost in raw writes: median {median(per_round):.2f} "
+            f"(range {min(per_round):.2f}-{max(per_round):.2f})"
+        )
         print()
         ratio("turn_own_cost_in_raw_writes", own / raw, 4.0)
         return 0

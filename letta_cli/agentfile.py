@@ -26,7 +26,7 @@ from letta_cli.agents import AgentStore
 from letta_cli.config import DEFAULT_MODEL, describe_validation
 from letta_cli.errors import Conflict, InvalidFile, NotFound, UsageError
 from letta_cli.fsio import atomic_write, read_json_lines
-from letta_cli.models import AgentDef, Block, HistoryEntry, PrivateBlock, USER, new_id, now
+from letta_cli.models import USER, AgentDef, Block, HistoryEntry, PrivateBlock, new_id, now
 from letta_cli.names import NAME_RULE, check_name, is_valid_name
 from letta_cli.workspace import Workspace
 
@@ -349,7 +349,7 @@ class _Planner:
             self.plan.warnings.append(f"agent names changed to our rule ({NAME_RULE}): {', '.join(normalised)}")
         store = AgentStore(self.ws)
         seen: dict[str, str] = {}
-        for a, name in zip(self.af.agents, names):
+        for a, name in zip(self.af.agents, names, strict=True):
             if name in seen:
                 raise Conflict(
                     f"{self.source}: agents {seen[name]!r} and {a.name!r} would both be named {name!r}; use --rename"
@@ -421,15 +421,24 @@ class _Planner:
                 if label not in shared:
                     if store.exists(label):
                         raise Conflict(f"shared block {label!r} already exists here; {self.source} not imported")
-                    block = Block(label=label, value=value, limit=limit, description=b.description or "",
-                                  read_only=b.read_only, metadata=b.metadata or {})
+                    block = Block(
+                        label=label,
+                        value=value,
+                        limit=limit,
+                        description=b.description or "",
+                        read_only=b.read_only,
+                        metadata=b.metadata or {},
+                    )
                     shared[label] = (block_id, block)
             else:
                 if store.exists(label, owner=name):
-                    raise Conflict(f"a private block {label!r} of a former agent {name!r} is still in .agents/blocks; "
-                                   f"remove it or import under another name")
-                private[label] = PrivateBlock(value=value, limit=limit, description=b.description or "",
-                                              read_only=b.read_only).model_dump()
+                    raise Conflict(
+                        f"a private block {label!r} of a former agent {name!r} is still in .agents/blocks; "
+                        f"remove it or import under another name"
+                    )
+                private[label] = PrivateBlock(
+                    value=value, limit=limit, description=b.description or "", read_only=b.read_only
+                ).model_dump()
         return {"blocks": private, "shared": shared_labels}
 
     # --- tools, rules, model ---------------------------------------------------------------------------
@@ -508,7 +517,7 @@ class _Planner:
         names = self.names()
         shared_ids = self.shared_ids()
         shared: dict[str, tuple[str, Block]] = {}
-        for a, name in zip(self.af.agents, names):
+        for a, name in zip(self.af.agents, names, strict=True):
             ext = self.extension(a)
             ours, disabled, why = self.tool_names(a)
             if why:
@@ -592,9 +601,15 @@ class _Planner:
             calls = [c.model_dump(include={"id", "type", "function"}) for c in m.tool_calls or []] or None
             entries.append(
                 HistoryEntry(
-                    turn_id=turn_id, seq=seq, role=m.role, content=content, tool_calls=calls,  # type: ignore[arg-type]
-                    tool_call_id=m.tool_call_id if m.role == "tool" else None, name=m.name,
-                    sender=USER if m.role == "user" else None, created_at=m.created_at or now(),
+                    turn_id=turn_id,
+                    seq=seq,
+                    role=m.role,
+                    content=content,
+                    tool_calls=calls,
+                    tool_call_id=m.tool_call_id if m.role == "tool" else None,
+                    name=m.name,
+                    sender=USER if m.role == "user" else None,
+                    created_at=m.created_at or now(),
                 )
             )
             seq += 1
@@ -801,8 +816,12 @@ class _Exporter:
         rules += [{"tool_name": t, "type": "exit_loop", "prompt_template": None} for t in agent.tool_rules.terminal]
         defaults: dict[str, Any] = {}
         model = agent.model or defaults.setdefault("model", config.model or DEFAULT_MODEL)
-        endpoint = strip_credentials(agent.base_url) if agent.base_url else defaults.setdefault(
-            "model_endpoint", strip_credentials(config.base_url) if config.base_url else LETTA_ENDPOINT
+        endpoint = (
+            strip_credentials(agent.base_url)
+            if agent.base_url
+            else defaults.setdefault(
+                "model_endpoint", strip_credentials(config.base_url) if config.base_url else LETTA_ENDPOINT
+            )
         )
         temperature = agent.temperature
         if temperature is None:

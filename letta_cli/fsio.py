@@ -12,8 +12,8 @@ import fcntl
 import json
 import os
 import secrets
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 from letta_cli.errors import StorageError
 from letta_cli.faults import crashpoint, failpoint
@@ -57,7 +57,7 @@ def write_tmp(directory: Path, data: bytes, prefix: str = ".tmp-") -> Path:
         failpoint("write")
         view = memoryview(data)
         while view:
-            view = view[os.write(fd, view):]
+            view = view[os.write(fd, view) :]
         failpoint("fsync")
         os.fsync(fd)
     except BaseException:

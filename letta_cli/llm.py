@@ -11,7 +11,10 @@ import json
 import os
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from openai import AsyncOpenAI
 
 from letta_cli.config import DEFAULT_MODEL
 from letta_cli.errors import AgentsError, ModelFailure
@@ -60,8 +63,8 @@ def resolve_endpoint(ws: Workspace, agent: AgentDef) -> Endpoint:
     if not api_key and not base_url:
         raise NoEndpoint(
             f"no model endpoint for agent {agent.name!r}: set {key_env} (OpenAI), or OPENAI_BASE_URL "
-            "(any OpenAI-compatible server), or install the local model with `scripts/setup.sh local` "
-            "and use model = \"local\""
+            "(any OpenAI-compatible server), or install the local model with `scripts/setup.sh` "
+            'and use model = "local"'
         )
     return Endpoint(model or DEFAULT_MODEL, base_url, api_key or NO_KEY)
 
@@ -80,9 +83,9 @@ class ModelClient:
     def __init__(self, timeout: float, retries: int):
         self.timeout = timeout
         self.retries = retries
-        self._clients: dict[tuple[str | None, str], Any] = {}
+        self._clients: dict[tuple[str | None, str], AsyncOpenAI] = {}
 
-    def _client(self, endpoint: Endpoint):
+    def _client(self, endpoint: Endpoint) -> AsyncOpenAI:
         key = (endpoint.base_url, endpoint.api_key)
         if key not in self._clients:
             from openai import AsyncOpenAI

@@ -19,9 +19,9 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
-from typing import Callable
 
 from pydantic import BaseModel, Field, ValidationError
 
@@ -43,7 +43,7 @@ SERVER_MODULES = ("uvicorn", "fastapi", "sse_starlette", "starlette_context", "p
 BUILD_FLAGS = "-DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON"
 INSTALL_HINT = (
     f"install it with: CMAKE_ARGS=\"{BUILD_FLAGS}\" pip install 'letta-cli[local]' "
-    "(or scripts/setup.sh local), or set LETTA_CLI_GGUF to a .gguf file"
+    "(or scripts/setup.sh), or set LETTA_CLI_GGUF to a .gguf file"
 )
 # Environment the server may inherit. Its settings are pydantic BaseSettings without a prefix, so a stray
 # API_KEY, PORT, HOST, MODEL, CHAT_FORMAT, ... in our environment would silently reconfigure it.
@@ -239,17 +239,29 @@ def server_command(gguf: Path, port: int) -> list[str]:
     """The command line of the server; $LETTA_CLI_MODEL_ARGS comes last, so its flags win."""
     threads = str(_threads())
     return [
-        sys.executable, "-m", "llama_cpp.server",
-        "--model", str(gguf),
-        "--model_alias", gguf.stem,
-        "--chat_format", CHAT_FORMAT,
-        "--host", "127.0.0.1",
-        "--port", str(port),
-        "--n_ctx", str(CONTEXT_TOKENS),
-        "--n_threads", threads,
-        "--n_threads_batch", threads,
-        "--interrupt_requests", "False",  # else one agent's request cuts off another's stream
-        "--verbose", "False",
+        sys.executable,
+        "-m",
+        "llama_cpp.server",
+        "--model",
+        str(gguf),
+        "--model_alias",
+        gguf.stem,
+        "--chat_format",
+        CHAT_FORMAT,
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--n_ctx",
+        str(CONTEXT_TOKENS),
+        "--n_threads",
+        threads,
+        "--n_threads_batch",
+        threads,
+        "--interrupt_requests",
+        "False",  # else one agent's request cuts off another's stream
+        "--verbose",
+        "False",
         *shlex.split(os.environ.get(EXTRA_ARGS_ENV, "")),
     ]
 

@@ -12,8 +12,9 @@ import contextlib
 import difflib
 import json
 import os
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable, Literal
+from typing import Any, Literal
 
 from pydantic import ValidationError
 
@@ -225,7 +226,11 @@ class BlockStore:
             atomic_write(path, _dump(new))
             crashpoint("after_block_write")
             entry = BlockEdit(
-                actor=actor, tool=tool, before=len(current.value), after=len(new.value), revision=new.revision,
+                actor=actor,
+                tool=tool,
+                before=len(current.value),
+                after=len(new.value),
+                revision=new.revision,
                 edit_key=edit_key,
             )
             append_line(self.log_path(label, owner), entry.model_dump_json())
@@ -338,9 +343,7 @@ def _check_limit(block: Block, before: int, old_limit: int | None = None) -> Non
     if old_limit == block.limit and chars < before:
         return
     over = chars - block.limit
-    raise EditRefused(
-        f"block {block.label!r} would be {chars} chars, {over} over its limit of {block.limit}", "limit"
-    )
+    raise EditRefused(f"block {block.label!r} would be {chars} chars, {over} over its limit of {block.limit}", "limit")
 
 
 # ---------------------------------------------------------------------------------------------- rendering
@@ -450,7 +453,7 @@ def _check_args(name: str, args: Any) -> dict[str, Any]:
             got = "null" if value is None else _JSON_TYPES.get(type(value), type(value).__name__)
             expected = "a string" if want is str else "an integer"
             raise ToolError(f"{name}: argument {key!r} must be {expected}, got {got}")
-        out[param] = value
+        out[str(param)] = value
     missing = [k for k in required if k not in out]
     if missing:
         raise ToolError(f"{name}: missing argument{'s' if len(missing) > 1 else ''} {', '.join(missing)}")

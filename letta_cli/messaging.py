@@ -35,7 +35,7 @@ def inbound_text(message: Message) -> str:
     return prefix.format(sender=message.sender) + message.body
 
 
-def resolve_agent(ctx: "TurnContext", other: Any) -> str:
+def resolve_agent(ctx: TurnContext, other: Any) -> str:
     if not isinstance(other, str) or not other:
         raise ToolError("argument 'other_agent_id' must be an agent id (its name)")
     names = AgentStore(ctx.ws).names()
@@ -46,7 +46,7 @@ def resolve_agent(ctx: "TurnContext", other: Any) -> str:
     return other
 
 
-def outgoing(ctx: "TurnContext", recipient: str, body: str, kind: MessageKind) -> Message:
+def outgoing(ctx: TurnContext, recipient: str, body: str, kind: MessageKind) -> Message:
     """A message from this turn, with a deterministic id (a replayed turn re-sends the same ids)."""
     hop = ctx.message.hop + 1
     if hop > ctx.limits.hop_limit:
@@ -67,14 +67,14 @@ def outgoing(ctx: "TurnContext", recipient: str, body: str, kind: MessageKind) -
     )
 
 
-async def send_message_to_agent_async(ctx: "TurnContext", args: dict[str, Any]) -> str:
+async def send_message_to_agent_async(ctx: TurnContext, args: dict[str, Any]) -> str:
     body = require_str(args, "message")
     target = resolve_agent(ctx, args.get("other_agent_id"))
     ctx.outbox.append(outgoing(ctx, target, body, "async"))
     return SENT
 
 
-async def send_message_to_agent_and_wait_for_reply(ctx: "TurnContext", args: dict[str, Any]) -> str:
+async def send_message_to_agent_and_wait_for_reply(ctx: TurnContext, args: dict[str, Any]) -> str:
     body = require_str(args, "message")
     target = resolve_agent(ctx, args.get("other_agent_id"))
     if target == ctx.agent.name:
@@ -85,7 +85,7 @@ async def send_message_to_agent_and_wait_for_reply(ctx: "TurnContext", args: dic
     return json.dumps({"agent_id": target, "response": record.reply or ["<no response>"]}, ensure_ascii=False)
 
 
-async def send_message_to_agents_matching_all_tags(ctx: "TurnContext", args: dict[str, Any]) -> str:
+async def send_message_to_agents_matching_all_tags(ctx: TurnContext, args: dict[str, Any]) -> str:
     body = require_str(args, "message")
     tags = args.get("tags")
     if isinstance(tags, str):
@@ -97,8 +97,8 @@ async def send_message_to_agents_matching_all_tags(ctx: "TurnContext", args: dic
     matched = [a.name for a in AgentStore(ctx.ws).matching(tags).agents if a.name != ctx.agent.name]
     messages = [outgoing(ctx, name, body, "broadcast") for name in matched]
     results = await ctx.scheduler.gather(ctx, messages, ctx.limits.broadcast_concurrency)
-    out = []
-    for message, outcome in zip(messages, results):
+    out: list[dict[str, Any]] = []
+    for message, outcome in zip(messages, results, strict=True):
         if isinstance(outcome, str):
             out.append({"agent_id": message.recipient, "error": outcome})
         elif outcome.status != "ok":
@@ -113,7 +113,7 @@ ENUM_MAX_ID_CHARS = 96
 ENUM_MAX_TAG_CHARS = 48
 
 
-def narrow_schema(ctx: "TurnContext", schema: dict[str, Any]) -> dict[str, Any]:
+def narrow_schema(ctx: TurnContext, schema: dict[str, Any]) -> dict[str, Any]:
     """Constrain `other_agent_id` to the agents that exist (not the caller) and `tags` to tags in use."""
     store = AgentStore(ctx.ws)
     names = store.names()

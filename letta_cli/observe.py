@@ -12,10 +12,11 @@ import json
 import os
 import re
 import time
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any
 
 from letta_cli.agents import AgentStore
 from letta_cli.errors import Conflict, NotFound, UsageError
@@ -82,7 +83,7 @@ class Follower:
     offset: int = 0
     partial: bytes = b""
 
-    def at_line_with(self, marker: str, window: int = 1024 * 1024) -> "Follower":
+    def at_line_with(self, marker: str, window: int = 1024 * 1024) -> Follower:
         """Start at the line holding `marker` if it is among the last `window` bytes, else at the end."""
         try:
             size = self.path.stat().st_size
@@ -118,7 +119,7 @@ def split_prefix(text: str) -> tuple[str | None, str]:
     m = LETTA_PREFIX_RE.match(text or "")
     if not m:
         return None, text or ""
-    return m["sender"], text[m.end():]
+    return m["sender"], text[m.end() :]
 
 
 def one_line(text: str | None, limit: int = 80) -> str:
@@ -262,7 +263,9 @@ class _Turn:
     def requeued(self) -> None:
         """`agents queue retry` gave a dead letter a new life: attempts count from 1 again."""
         if self.end is not None:
-            self.retries.append({"attempt": self.end.get("attempts"), "error": f"dead: {self.end.get('error')}", "delay": None})
+            self.retries.append(
+                {"attempt": self.end.get("attempts"), "error": f"dead: {self.end.get('error')}", "delay": None}
+            )
         self.end, self.model_calls, self.tool_calls = None, [], []
 
     def as_json(self) -> dict:
@@ -277,21 +280,25 @@ class _Turn:
             "attempts": end.get("attempts") or self.attempt,
             "model_calls": end["model_calls"] if end else len(this_try),
             "prompt_tokens": end["prompt_tokens"] if end else sum(m.get("prompt_tokens", 0) for m in this_try),
-            "completion_tokens": end["completion_tokens"] if end else sum(m.get("completion_tokens", 0) for m in this_try),
+            "completion_tokens": end["completion_tokens"]
+            if end
+            else sum(m.get("completion_tokens", 0) for m in this_try),
             "duration_ms": end.get("duration_ms"),
             "started_at": self.started_at,
             "ended_at": end.get("ts"),
             "tool_calls": [
                 {k: t.get(k) for k in ("tool", "arguments", "result", "error", "duration_ms")} for t in self.tool_calls
             ],
-            "retries": [{"attempt": r.get("attempt"), "error": r.get("error"), "delay": r.get("delay")} for r in self.retries],
+            "retries": [
+                {"attempt": r.get("attempt"), "error": r.get("error"), "delay": r.get("delay")} for r in self.retries
+            ],
         }
 
 
 def chain_tree(ws: Workspace, chain_id: str) -> dict:
     """The causal tree of one chain: each message, the turn it triggered, and the messages that turn sent."""
-    messages: dict[str, dict] = {}
-    turns: dict[str, _Turn] = {}
+    messages: dict[Any, dict] = {}
+    turns: dict[Any, _Turn] = {}
     for ev in events(ws):
         if ev.get("chain_id") != chain_id:
             continue
@@ -332,7 +339,7 @@ def chain_tree(ws: Workspace, chain_id: str) -> dict:
             "children": [node(c) for c in children.get(mid, [])],
         }
 
-    children: dict[str, list[dict]] = {}
+    children: dict[Any, list[dict]] = {}
     roots = []
     for ev in messages.values():
         parent = ev.get("parent_id")
@@ -364,7 +371,9 @@ def parse_since(text: str, now_: datetime | None = None) -> datetime:
     try:
         when = datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError:
-        raise UsageError(f"--since {text!r}: give an ISO time (2025-01-31T09:00) or an age like 30s, 10m, 2h, 1d, 1w") from None
+        raise UsageError(
+            f"--since {text!r}: give an ISO time (2025-01-31T09:00) or an age like 30s, 10m, 2h, 1d, 1w"
+        ) from None
     return when if when.tzinfo else when.astimezone()
 
 
@@ -407,8 +416,11 @@ def usage(ws: Workspace, agent: str | None = None, since: datetime | None = None
     """Tokens, model calls and estimated cost per agent, per chain and in all, summed from model_call
     events: every call counts, including nested wait-for-reply turns and attempts that were retried."""
     prices = ws.config.prices
-    total, agents, chains, models = Tally(), {}, {}, {}
-    chain_info: dict[str, dict] = {}
+    total = Tally()
+    agents: dict[Any, Tally] = {}
+    chains: dict[Any, tuple[Tally, set[Any]]] = {}
+    models: dict[Any, Tally] = {}
+    chain_info: dict[Any, dict] = {}
     for ev in events(ws):
         if ev.get("event") == "message" and ev.get("parent_id") is None:
             chain_info.setdefault(ev.get("chain_id"), {"started_at": ev.get("ts"), "body": clip(ev.get("body"), 80)})
@@ -426,13 +438,21 @@ def usage(ws: Workspace, agent: str | None = None, since: datetime | None = None
         "agent": agent,
         "since": since.isoformat() if since else None,
         "total": total.as_json(prices),
-        "agents": [{"agent": name, **t.as_json(prices)} for name, t in sorted(agents.items(), key=lambda kv: str(kv[0]))],
+        "agents": [
+            {"agent": name, **t.as_json(prices)} for name, t in sorted(agents.items(), key=lambda kv: str(kv[0]))
+        ],
         "chains": [
-            {"chain_id": cid, **chain_info.get(cid, {"started_at": None, "body": None}), "agents": sorted(map(str, names)), **t.as_json(prices)}
+            {
+                "chain_id": cid,
+                **chain_info.get(cid, {"started_at": None, "body": None}),
+                "agents": sorted(map(str, names)),
+                **t.as_json(prices),
+            }
             for cid, (t, names) in chains.items()
         ],
         "models": [
-            {"model": m, "priced": m in prices, **t.as_json(prices)} for m, t in sorted(models.items(), key=lambda kv: str(kv[0]))
+            {"model": m, "priced": m in prices, **t.as_json(prices)}
+            for m, t in sorted(models.items(), key=lambda kv: str(kv[0]))
         ],
         "budgets": {"chain_token_budget": limits.chain_token_budget, "agent_token_budget": limits.agent_token_budget},
     }
@@ -474,7 +494,7 @@ def _queue_item(queue: Queue, folder: str, name: str, clock: float) -> dict | No
     except (OSError, ValueError, UnicodeDecodeError):
         item["age_seconds"] = round(max(0.0, clock - st.st_mtime), 1)
     if folder == "new" and item["attempts"] and st.st_mtime > clock:
-        item["not_before"] = datetime.fromtimestamp(st.st_mtime, timezone.utc).isoformat()
+        item["not_before"] = datetime.fromtimestamp(st.st_mtime, UTC).isoformat()
     if folder == "dead":
         note = _dead_note(queue, item["id"])
         item["error"] = note.get("error")
@@ -496,7 +516,7 @@ def _dead_note(queue: Queue, message_id: str) -> dict:
 def queue_items(ws: Workspace, folders: Iterable[str] = QUEUE_FOLDERS) -> list[dict]:
     """Every message file in the queue, oldest first within each folder."""
     queue, clock = Queue(ws.queue_dir), time.time()
-    items = []
+    items: list[dict] = []
     for folder in folders:
         try:
             names = sorted(os.listdir(queue.dirs[folder]))

@@ -112,7 +112,7 @@ class Progress:
             self._feed(ev)
 
     def _feed(self, ev: dict) -> None:
-        kind, mid = ev.get("event"), ev.get("message_id")
+        kind, mid = ev.get("event"), str(ev.get("message_id"))
         with self.lock:
             if kind == "turn_start":
                 self.working[mid] = (ev.get("agent") or "?", time.monotonic())
@@ -140,7 +140,7 @@ class Progress:
 
     # --- the spinner -------------------------------------------------------------------------------
 
-    def __rich__(self) -> "Text":
+    def __rich__(self) -> Text:
         """Recomputed at every refresh of the spinner, so the times keep running."""
         from rich.text import Text
 
@@ -152,12 +152,14 @@ class Progress:
                 busy.append(f"{agent} {clock - started:.1f}s" + (f" (waiting on {waits})" if waits else ""))
             done = len(self.answered)
         total = len(self.roots)
-        head = f"working: {', '.join(busy[:6])}" + (f" +{len(busy) - 6} more" if len(busy) > 6 else "") if busy else (
-            f"waiting for {', '.join(sorted(set(self.names.values()))[:6])}…"
+        head = (
+            f"working: {', '.join(busy[:6])}" + (f" +{len(busy) - 6} more" if len(busy) > 6 else "")
+            if busy
+            else (f"waiting for {', '.join(sorted(set(self.names.values()))[:6])}…")
         )
         return Text(head + (f" · {done}/{total} answered" if total > 1 else ""), no_wrap=True, overflow="ellipsis")
 
-    def __enter__(self) -> "Progress":
+    def __enter__(self) -> Progress:
         if self.status is not None:
             self.status.start()
         self._read_trace()  # our messages, and whatever another scheduler did with them already

@@ -54,7 +54,7 @@ class Queue:
         self.root = root
         self.dirs = {name: root / name for name in FOLDERS}
 
-    def setup(self) -> "Queue":
+    def setup(self) -> Queue:
         for path in self.dirs.values():
             ensure_dir(path)
         return self

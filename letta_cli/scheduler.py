@@ -245,23 +245,37 @@ class Scheduler:
 
     def _final(self, msg: Message, status: str, error: str, attempts: int) -> TurnRecord:
         return TurnRecord(
-            message_id=msg.id, agent=msg.recipient, sender=msg.sender, chain_id=msg.chain_id,
-            status=status, error=error, attempts=attempts,  # type: ignore[arg-type]
+            message_id=msg.id,
+            agent=msg.recipient,
+            sender=msg.sender,
+            chain_id=msg.chain_id,
+            status=status,
+            error=error,
+            attempts=attempts,
         )
 
     async def _run(self, claimed: Claimed) -> TurnRecord | None:
         msg, attempts = claimed.message, claimed.attempts
         if attempts > self.limits.max_attempts:
-            return self._final(msg, "dead", f"gave up after {attempts - 1} attempts (the process died during them)", attempts)
+            return self._final(
+                msg, "dead", f"gave up after {attempts - 1} attempts (the process died during them)", attempts
+            )
         if len(msg.body) > self.limits.max_message_chars:
-            return self._final(msg, "dead", f"message is {len(msg.body):,} characters; the limit is {self.limits.max_message_chars:,}", attempts)
+            return self._final(
+                msg,
+                "dead",
+                f"message is {len(msg.body):,} characters; the limit is {self.limits.max_message_chars:,}",
+                attempts,
+            )
         try:
             agent = self.store.get(msg.recipient)
         except AgentsError as exc:
             return self._final(msg, "dead", str(exc), attempts)
         if msg.hop > 0:  # messages from the shell start chains; only agent-to-agent turns are budgeted
             if self.chain_turns[msg.chain_id] >= self.limits.chain_turn_budget:
-                return self._final(msg, "stopped", f"chain turn budget ({self.limits.chain_turn_budget}) exhausted", attempts)
+                return self._final(
+                    msg, "stopped", f"chain turn budget ({self.limits.chain_turn_budget}) exhausted", attempts
+                )
             self.chain_turns[msg.chain_id] += 1
         limits = agent.effective_limits(self.limits)
         ctx = TurnContext(self.ws, self, agent, msg, limits, attempts, self.trace)
@@ -281,7 +295,15 @@ class Scheduler:
             if permanent or attempts >= self.limits.max_attempts:
                 return self._final(msg, "dead", reason, attempts)
             delay = self.limits.retry_backoff * 2 ** (attempts - 1)
-            self.trace.emit("retry", message_id=msg.id, chain_id=msg.chain_id, agent=agent.name, attempt=attempts, error=reason, delay=delay)
+            self.trace.emit(
+                "retry",
+                message_id=msg.id,
+                chain_id=msg.chain_id,
+                agent=agent.name,
+                attempt=attempts,
+                error=reason,
+                delay=delay,
+            )
             self.queue.retry(claimed, delay)
             return None
 
@@ -297,10 +319,18 @@ class Scheduler:
         for out in record.outbox:
             self._publish_once(out)
         self.trace.emit(
-            "turn_end", message_id=msg.id, chain_id=msg.chain_id, agent=record.agent, status=record.status,
-            reply=record.reply, error=record.error, prompt_tokens=record.usage.prompt_tokens,
-            completion_tokens=record.usage.completion_tokens, model_calls=record.usage.model_calls,
-            duration_ms=round((record.ended_at - record.started_at).total_seconds() * 1000), attempts=record.attempts,
+            "turn_end",
+            message_id=msg.id,
+            chain_id=msg.chain_id,
+            agent=record.agent,
+            status=record.status,
+            reply=record.reply,
+            error=record.error,
+            prompt_tokens=record.usage.prompt_tokens,
+            completion_tokens=record.usage.completion_tokens,
+            model_calls=record.usage.model_calls,
+            duration_ms=round((record.ended_at - record.started_at).total_seconds() * 1000),
+            attempts=record.attempts,
         )
         if record.status == "dead":
             self.queue.dead_letter(claimed, record.error or "failed")
@@ -329,7 +359,9 @@ class Scheduler:
         if self.limits.chain_token_budget and self.chain_tokens[chain] > self.limits.chain_token_budget:
             raise BudgetExceeded(f"chain token budget ({self.limits.chain_token_budget}) exceeded")
         if self.limits.agent_token_budget and self.agent_chain_tokens[(chain, agent)] > self.limits.agent_token_budget:
-            raise BudgetExceeded(f"agent {agent!r} token budget ({self.limits.agent_token_budget}) exceeded in this chain")
+            raise BudgetExceeded(
+                f"agent {agent!r} token budget ({self.limits.agent_token_budget}) exceeded in this chain"
+            )
 
     async def request(self, ctx: TurnContext, message: Message) -> TurnRecord:
         """Send a request and suspend the calling turn (not the loop) until the target's turn ends."""
@@ -363,10 +395,10 @@ class Scheduler:
             async def reply(message: Message) -> TurnRecord | str:
                 try:
                     return await asyncio.wait_for(asyncio.shield(waits[message.id]), timeout)
-                except asyncio.TimeoutError:
+                except TimeoutError:
                     return f"no reply from {message.recipient!r} within {timeout:g}s"
 
-            for message, outcome in zip(accepted, await asyncio.gather(*(reply(m) for m in accepted))):
+            for message, outcome in zip(accepted, await asyncio.gather(*(reply(m) for m in accepted)), strict=True):
                 outcomes[message.id] = outcome
         finally:
             for message in accepted:

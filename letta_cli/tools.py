@@ -7,8 +7,9 @@ message is returned to the model as the tool's result, and the turn goes on.
 from __future__ import annotations
 
 import json
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Awaitable, Callable
+from typing import TYPE_CHECKING, Any
 
 from letta_cli.errors import ToolError
 
@@ -26,7 +27,7 @@ class Tool:
     handler: Handler
     # narrows the schema for one turn (e.g. to the agent ids that exist), so grammar-constrained servers
     # such as llama.cpp can only produce valid arguments
-    specialize: Callable[["TurnContext", dict[str, Any]], dict[str, Any]] | None = None
+    specialize: Callable[[TurnContext, dict[str, Any]], dict[str, Any]] | None = None
 
 
 def function_schema(name: str, description: str, properties: dict[str, Any], required: list[str]) -> dict[str, Any]:
@@ -47,13 +48,13 @@ def require_str(args: dict[str, Any], key: str) -> str:
     return value
 
 
-async def _send_message(ctx: "TurnContext", args: dict[str, Any]) -> str:
+async def _send_message(ctx: TurnContext, args: dict[str, Any]) -> str:
     ctx.replies.append(require_str(args, "message"))
     return "Sent message successfully."
 
 
 def _memory_tool(name: str) -> Handler:
-    async def handler(ctx: "TurnContext", args: dict[str, Any]) -> str:
+    async def handler(ctx: TurnContext, args: dict[str, Any]) -> str:
         from letta_cli import memory
 
         return memory.run_memory_tool(ctx.ws, ctx.agent, name, args, edit_key=ctx.edit_key(name, args))
@@ -61,7 +62,7 @@ def _memory_tool(name: str) -> Handler:
     return handler
 
 
-def narrow_label(ctx: "TurnContext", schema: dict[str, Any]) -> dict[str, Any]:
+def narrow_label(ctx: TurnContext, schema: dict[str, Any]) -> dict[str, Any]:
     """Constrain a memory tool's `label` to the blocks this agent has (from its definition: no file reads)."""
     memory = ctx.agent.memory
     labels = [label for label, block in memory.blocks.items() if not block.read_only] + list(memory.shared)
@@ -89,7 +90,10 @@ def _registry() -> dict[str, Tool]:
         )
     ]
     tools += [Tool(name, schema, _memory_tool(name), narrow_label) for name, schema in memory.MEMORY_TOOLS.items()]
-    tools += [Tool(name, schema, handler, messaging.narrow_schema) for name, (schema, handler) in messaging.MESSAGING_TOOLS.items()]
+    tools += [
+        Tool(name, schema, handler, messaging.narrow_schema)
+        for name, (schema, handler) in messaging.MESSAGING_TOOLS.items()
+    ]
     return {t.name: t for t in tools}
 
 

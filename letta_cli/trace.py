@@ -7,8 +7,9 @@ can draw the causal tree, and carry tokens and timings so `agents usage` can add
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 from letta_cli.fsio import append_line, read_json_lines
 from letta_cli.models import Message, now

@@ -32,7 +32,7 @@ IDENTITY = 'You are agent "{name}" in a multi-agent workspace; other agents addr
 @dataclass
 class TurnContext:
     ws: Workspace
-    scheduler: "Scheduler"
+    scheduler: Scheduler
     agent: AgentDef
     message: Message
     limits: Limits
@@ -70,7 +70,7 @@ def system_prompt(ws: Workspace, agent: AgentDef) -> str:
 
 
 def entry(ctx: TurnContext, seq: int, role: str, **fields: Any) -> HistoryEntry:
-    return HistoryEntry(turn_id=ctx.message.id, seq=seq, role=role, **fields)  # type: ignore[arg-type]
+    return HistoryEntry(turn_id=ctx.message.id, seq=seq, role=role, **fields)
 
 
 async def run_turn(ctx: TurnContext, client: ModelClient, endpoint: Endpoint) -> TurnRecord:
@@ -80,7 +80,10 @@ async def run_turn(ctx: TurnContext, client: ModelClient, endpoint: Endpoint) ->
     schemas = [t.specialize(ctx, t.schema) if t.specialize else t.schema for t in tools.values()]
     offer_tools = True
     terminal = set(agent.tool_rules.terminal)
-    past = [e.to_chat() for e in history.window(ctx.ws.history_file(agent.name), limits.history_messages, limits.history_chars)]
+    past = [
+        e.to_chat()
+        for e in history.window(ctx.ws.history_file(agent.name), limits.history_messages, limits.history_chars)
+    ]
     entries = [entry(ctx, 0, "user", content=inbound_text(ctx.message), sender=ctx.message.sender)]
     error: str | None = None
 
@@ -93,16 +96,25 @@ async def run_turn(ctx: TurnContext, client: ModelClient, endpoint: Endpoint) ->
         if step == 0 and first in tools:
             tool_choice = {"type": "function", "function": {"name": first}}
         async with ctx.scheduler.model_slot():
-            result = await client.complete(endpoint, request, schemas if offer_tools else [], tool_choice, agent.temperature, limits.max_tokens)
+            result = await client.complete(
+                endpoint, request, schemas if offer_tools else [], tool_choice, agent.temperature, limits.max_tokens
+            )
         from letta_cli.faults import crashpoint
 
         crashpoint("after_model_call")
         ctx.usage.add(result.usage)
         ctx.trace.emit(
-            "model_call", message_id=ctx.message.id, chain_id=ctx.message.chain_id, agent=agent.name, step=step,
-            model=endpoint.model, prompt_tokens=result.usage.prompt_tokens,
-            completion_tokens=result.usage.completion_tokens, duration_ms=round(result.duration * 1000),
-            tool_calls=[c["function"]["name"] for c in result.tool_calls], attempt=ctx.attempts,
+            "model_call",
+            message_id=ctx.message.id,
+            chain_id=ctx.message.chain_id,
+            agent=agent.name,
+            step=step,
+            model=endpoint.model,
+            prompt_tokens=result.usage.prompt_tokens,
+            completion_tokens=result.usage.completion_tokens,
+            duration_ms=round(result.duration * 1000),
+            tool_calls=[c["function"]["name"] for c in result.tool_calls],
+            attempt=ctx.attempts,
         )
         ctx.scheduler.charge(ctx, result.usage)
         if not result.tool_calls:
@@ -114,7 +126,9 @@ async def run_turn(ctx: TurnContext, client: ModelClient, endpoint: Endpoint) ->
             if text:
                 ctx.replies.append(text)
             break
-        entries.append(entry(ctx, len(entries), "assistant", content=result.content or "", tool_calls=result.tool_calls))
+        entries.append(
+            entry(ctx, len(entries), "assistant", content=result.content or "", tool_calls=result.tool_calls)
+        )
         ends = False
         for call in result.tool_calls:
             name = call["function"]["name"]
@@ -127,9 +141,18 @@ async def run_turn(ctx: TurnContext, client: ModelClient, endpoint: Endpoint) ->
         error = f"step limit reached ({limits.max_steps} model calls) before a final answer"
 
     return TurnRecord(
-        message_id=ctx.message.id, agent=agent.name, sender=ctx.message.sender, chain_id=ctx.message.chain_id,
-        status="error" if error else "ok", reply=ctx.replies, error=error, usage=ctx.usage, started_at=started_at, ended_at=now(),
-        attempts=ctx.attempts, history=[e.model_dump(mode="json", exclude_none=True) for e in entries],
+        message_id=ctx.message.id,
+        agent=agent.name,
+        sender=ctx.message.sender,
+        chain_id=ctx.message.chain_id,
+        status="error" if error else "ok",
+        reply=ctx.replies,
+        error=error,
+        usage=ctx.usage,
+        started_at=started_at,
+        ended_at=now(),
+        attempts=ctx.attempts,
+        history=[e.model_dump(mode="json", exclude_none=True) for e in entries],
         outbox=ctx.outbox,
     )
 
@@ -148,8 +171,14 @@ async def run_tool(ctx: TurnContext, tools: dict, name: str, raw_args: str) -> t
         output = f"Error: {exc}"
     output = clip_result(output)
     ctx.trace.emit(
-        "tool_call", message_id=ctx.message.id, chain_id=ctx.message.chain_id, agent=ctx.agent.name, tool=name,
-        arguments=clip(raw_args, 500), result=clip(output, 500), error=failed,
+        "tool_call",
+        message_id=ctx.message.id,
+        chain_id=ctx.message.chain_id,
+        agent=ctx.agent.name,
+        tool=name,
+        arguments=clip(raw_args, 500),
+        result=clip(output, 500),
+        error=failed,
         duration_ms=round((time.monotonic() - started) * 1000),
     )
     return output, failed

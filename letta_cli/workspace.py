@@ -22,7 +22,7 @@ class Workspace:
     # --- discovery ---------------------------------------------------------------------------------
 
     @classmethod
-    def find(cls, explicit: str | Path | None = None, cwd: Path | None = None) -> "Workspace":
+    def find(cls, explicit: str | Path | None = None, cwd: Path | None = None) -> Workspace:
         """--workspace, else $AGENTS_HOME, else the nearest folder upward with agents.d/ or agents.toml,
         else the current folder."""
         given = explicit or os.environ.get("AGENTS_HOME")

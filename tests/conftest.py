@@ -57,7 +57,9 @@ class CLI:
     def argv(self, *args: str) -> list[str]:
         return [sys.executable, "-m", "letta_cli", "-w", str(self.root), *args]
 
-    def __call__(self, *args: str, input: str | bytes | None = None, timeout: float = 60, env: dict | None = None) -> Result:
+    def __call__(
+        self, *args: str, input: str | bytes | None = None, timeout: float = 60, env: dict | None = None
+    ) -> Result:
         data = input.encode() if isinstance(input, str) else input
         proc = subprocess.run(
             self.argv(*args), input=data, capture_output=True, timeout=timeout, env={**self.env, **(env or {})}

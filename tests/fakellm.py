@@ -17,9 +17,10 @@ import random
 import re
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Callable
+from typing import Any
 
 AGENT_RE = re.compile(r'You are agent "([^"]+)"')
 
@@ -146,8 +147,7 @@ class FakeLLM:
                 self._call_ids += 1
                 base = self._call_ids
             message["tool_calls"] = [
-                {"id": f"call_{base}_{i}", "type": "function", "function": tc}
-                for i, tc in enumerate(reply.tool_calls)
+                {"id": f"call_{base}_{i}", "type": "function", "function": tc} for i, tc in enumerate(reply.tool_calls)
             ]
         prompt = len(json.dumps(body.get("messages", []))) // 4 + 1
         completion = len(json.dumps(message)) // 4 + 1

@@ -32,8 +32,9 @@ def toml_str(value: str) -> str:
     return json.dumps(value)  # a JSON string is a valid TOML basic string
 
 
-def write_agent(ws: Path, name: str, *, tags: list[str] = (), shared: list[str] = (), blocks: dict | None = None,
-                extra: str = "") -> Path:
+def write_agent(
+    ws: Path, name: str, *, tags: list[str] = (), shared: list[str] = (), blocks: dict | None = None, extra: str = ""
+) -> Path:
     """agents.d/<name>.toml, written directly (what `agents create` would write, without its start-up cost)."""
     lines = ["version = 1", f"name = {toml_str(name)}"]
     if tags:
@@ -187,8 +188,6 @@ def diff(before: dict[str, bytes], after: dict[str, bytes]) -> list[str]:
 # ------------------------------------------------------------------------------------------------ ForkCLI
 
 
-
-
 _SERVER = r"""
 import io, json, os, signal, sys, time, traceback
 sys.path.insert(0, sys.argv[1])
@@ -263,19 +262,32 @@ class ForkCLI:
         self.env = env
         self.dir = Path(tempfile.mkdtemp(prefix="forkcli-"))
         self.proc = subprocess.Popen(
-            [sys.executable, "-c", _SERVER, str(REPO)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+            [sys.executable, "-c", _SERVER, str(REPO)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
             env={**env, "PYTHONPATH": str(REPO)},
         )
         self.n = 0
 
-    def __call__(self, *args: str, cwd: Path | None = None, input: bytes | str | None = None,
-                 env: dict | None = None, timeout: float = 60) -> Result:
+    def __call__(
+        self,
+        *args: str,
+        cwd: Path | None = None,
+        input: bytes | str | None = None,
+        env: dict | None = None,
+        timeout: float = 60,
+    ) -> Result:
         self.n += 1
         stdin, stdout, stderr = (self.dir / f"{self.n}.{s}" for s in ("in", "out", "err"))
         stdin.write_bytes(input.encode() if isinstance(input, str) else (input or b""))
         req = {
-            "argv": list(args), "cwd": str(cwd or self.dir), "env": {**self.env, **(env or {})},
-            "stdin": str(stdin), "stdout": str(stdout), "stderr": str(stderr), "timeout": timeout,
+            "argv": list(args),
+            "cwd": str(cwd or self.dir),
+            "env": {**self.env, **(env or {})},
+            "stdin": str(stdin),
+            "stdout": str(stdout),
+            "stderr": str(stderr),
+            "timeout": timeout,
         }
         self.proc.stdin.write(json.dumps(req).encode() + b"\n")
         self.proc.stdin.flush()

@@ -20,7 +20,7 @@ from letta_cli.models import AgentDef, Block, HistoryEntry
 from letta_cli.workspace import Workspace
 from tests.conftest import CLI, REPO, Result, fails
 
-REFERENCE = REPO.parent / "shared" / "reference" / "agent-files"
+REFERENCE = REPO / "tests" / "data" / "agent-files"
 MEMGPT = REFERENCE / "memgpt_agent.af"
 CUSTOMER = REFERENCE / "customer_service.af"
 
@@ -50,8 +50,13 @@ def agent(id: str, name: str, **extra) -> dict:
         "block_ids": [],
         "tool_ids": [],
         "tool_rules": [],
-        "llm_config": {"model": "gpt-4o-mini", "model_endpoint_type": "openai",
-                       "model_endpoint": "https://api.openai.com/v1", "context_window": 32000, "temperature": 0.7},
+        "llm_config": {
+            "model": "gpt-4o-mini",
+            "model_endpoint_type": "openai",
+            "model_endpoint": "https://api.openai.com/v1",
+            "context_window": 32000,
+            "temperature": 0.7,
+        },
         "messages": [],
         **extra,
     }
@@ -63,8 +68,16 @@ def letta_tool(id: str, name: str, tool_type: str = "letta_core", **extra) -> di
 
 def doc(agents: list[dict], blocks: list[dict] | None = None, tools: list[dict] | None = None, **extra) -> dict:
     return {
-        "agents": agents, "groups": [], "blocks": blocks or [], "files": [], "sources": [], "tools": tools or [],
-        "mcp_servers": [], "metadata": {}, "created_at": "2025-11-21T03:05:34+00:00", **extra,
+        "agents": agents,
+        "groups": [],
+        "blocks": blocks or [],
+        "files": [],
+        "sources": [],
+        "tools": tools or [],
+        "mcp_servers": [],
+        "metadata": {},
+        "created_at": "2025-11-21T03:05:34+00:00",
+        **extra,
     }
 
 
@@ -78,18 +91,31 @@ def team(tmp_path: Path) -> Path:
     """Two agents sharing a block, each with a private one, built-in and custom tools, and tool rules."""
     data = doc(
         [
-            agent("agent-0", "Research Lead", tags=["team", "Lead Role"], block_ids=["block-0", "block-1"],
-                  tool_ids=["tool-0", "tool-1", "tool-2"],
-                  tool_rules=[{"tool_name": "send_message", "type": "exit_loop"},
-                              {"tool_name": "core_memory_append", "type": "run_first"},
-                              {"tool_name": "send_message", "type": "max_count_per_step", "max_count_limit": 2}]),
+            agent(
+                "agent-0",
+                "Research Lead",
+                tags=["team", "Lead Role"],
+                block_ids=["block-0", "block-1"],
+                tool_ids=["tool-0", "tool-1", "tool-2"],
+                tool_rules=[
+                    {"tool_name": "send_message", "type": "exit_loop"},
+                    {"tool_name": "core_memory_append", "type": "run_first"},
+                    {"tool_name": "send_message", "type": "max_count_per_step", "max_count_limit": 2},
+                ],
+            ),
             agent("agent-1", "worker", tags=["team"], block_ids=["block-0", "block-2"], tool_ids=["tool-0", "tool-3"]),
         ],
-        blocks=[block("block-0", "plan", "1. read"), block("block-1", "persona", "I lead", read_only=True),
-                block("block-2", "persona", "I work")],
-        tools=[letta_tool("tool-0", "send_message"), letta_tool("tool-1", "core_memory_append", "letta_memory_core"),
-               letta_tool("tool-2", "lookup", "custom", source_code="def lookup(q):\n    import os\n    os.system(q)\n"),
-               letta_tool("tool-3", "archival_memory_search")],
+        blocks=[
+            block("block-0", "plan", "1. read"),
+            block("block-1", "persona", "I lead", read_only=True),
+            block("block-2", "persona", "I work"),
+        ],
+        tools=[
+            letta_tool("tool-0", "send_message"),
+            letta_tool("tool-1", "core_memory_append", "letta_memory_core"),
+            letta_tool("tool-2", "lookup", "custom", source_code="def lookup(q):\n    import os\n    os.system(q)\n"),
+            letta_tool("tool-3", "archival_memory_search"),
+        ],
     )
     return write_af(tmp_path / "team.af", data)
 
@@ -108,10 +134,14 @@ def test_memgpt_reference_file_imports(offline_cli: CLI, ws: Path):
     assert agent.disabled_tools == ["conversation_search"]
     assert set(agent.memory.blocks) == {"human", "persona"} and agent.memory.shared == []
     human = agent.memory.blocks["human"]
-    assert "First name: Chad" in human.value and human.limit == 20000 and human.description.startswith("The human block")
+    assert (
+        "First name: Chad" in human.value and human.limit == 20000 and human.description.startswith("The human block")
+    )
     # one warning line naming the tool that will never run
-    assert warnings(res) == ["agents: warning: tools that cannot run here are kept as disabled_tools, never run: "
-                             "memgpt_agent: conversation_search"]
+    assert warnings(res) == [
+        "agents: warning: tools that cannot run here are kept as disabled_tools, never run: "
+        "memgpt_agent: conversation_search"
+    ]
     # the private blocks come from the definition on first use
     blocks = BlockStore(Workspace(ws)).for_agent(agent)
     assert [b.label for b in blocks] == ["human", "persona"] and blocks[0].value == human.value
@@ -122,8 +152,13 @@ def test_customer_service_reference_file_lists_every_custom_tool_in_one_warning(
     data = res.json()
     assert [a["name"] for a in data["agents"]] == ["customer_service"]
     agent = AgentStore(Workspace(ws)).get("customer_service")
-    assert sorted(agent.disabled_tools) == ["cancel_order", "check_order_status", "conversation_search", "escalate",
-                                            "terminate_chat"]
+    assert sorted(agent.disabled_tools) == [
+        "cancel_order",
+        "check_order_status",
+        "conversation_search",
+        "escalate",
+        "terminate_chat",
+    ]
     assert agent.tools == ["memory_replace", "memory_insert"]
     [line] = warnings(res)
     for name in agent.disabled_tools:
@@ -176,12 +211,19 @@ def test_shared_blocks_tags_rules_and_names_map(offline_cli: CLI, ws: Path, tmp_
     assert "'Lead Role' -> 'lead-role'" in text
     assert "max_count_per_step(send_message)" in text
     disabled = [w for w in warnings(res) if "disabled_tools" in w]
-    assert len(disabled) == 1 and "research-lead: lookup (custom)" in disabled[0] and "archival_memory_search" in disabled[0]
+    assert (
+        len(disabled) == 1
+        and "research-lead: lookup (custom)" in disabled[0]
+        and "archival_memory_search" in disabled[0]
+    )
 
 
 def test_a_custom_or_mcp_tool_never_runs_even_under_a_built_in_name(ws: Path):
-    tools = [letta_tool("tool-0", "send_message", "custom", source_code="def send_message(message): ..."),
-             letta_tool("tool-1", "search_docs", "external_mcp"), letta_tool("tool-2", "memory_rethink", None)]
+    tools = [
+        letta_tool("tool-0", "send_message", "custom", source_code="def send_message(message): ..."),
+        letta_tool("tool-1", "search_docs", "external_mcp"),
+        letta_tool("tool-2", "memory_rethink", None),
+    ]
     data = doc([agent("agent-0", "a", tool_ids=["tool-0", "tool-1", "tool-2"])], tools=tools)
     result = import_agent_file(Workspace(ws), parse_agent_file(json.dumps(data).encode(), "x.af"))
     imported = AgentStore(Workspace(ws)).get("a")
@@ -190,8 +232,12 @@ def test_a_custom_or_mcp_tool_never_runs_even_under_a_built_in_name(ws: Path):
 
 
 def test_model_endpoint_becomes_base_url_without_credentials(tmp_path: Path, ws: Path):
-    llm = {"model": "llama3", "model_endpoint_type": "openai", "model_endpoint": "http://bob:s3cret@10.0.0.5:8000/v1?key=k",
-           "temperature": 0.2}
+    llm = {
+        "model": "llama3",
+        "model_endpoint_type": "openai",
+        "model_endpoint": "http://bob:s3cret@10.0.0.5:8000/v1?key=k",
+        "temperature": 0.2,
+    }
     af = parse_agent_file(json.dumps(doc([agent("agent-0", "local", llm_config=llm)])).encode(), "x.af")
     import_agent_file(Workspace(ws), af)
     imported = AgentStore(Workspace(ws)).get("local")
@@ -219,7 +265,7 @@ def build_workspace(cli: CLI, ws: Path) -> None:
         'tools = ["send_message", "send_message_to_agents_matching_all_tags", "core_memory_append"]\n'
         'disabled_tools = ["web_search"]\n'
         '[tool_rules]\nfirst = "core_memory_append"\nterminal = ["send_message"]\n'
-        '[limits]\nmax_steps = 4\n'
+        "[limits]\nmax_steps = 4\n"
         '[memory]\nshared = ["plan", "notes"]\n'
         '[memory.blocks.persona]\nvalue = "I decide."\nlimit = 300\ndescription = "who I am"\nread_only = true\n'
     )
@@ -252,8 +298,17 @@ def test_export_then_import_gives_the_same_agents_and_blocks(offline_cli: CLI, w
 def test_export_writes_a_letta_agent_file(offline_cli: CLI, ws: Path):
     build_workspace(offline_cli, ws)
     data = json.loads(offline_cli.ok("export", "boss", "worker").out)
-    assert list(data) == ["agents", "groups", "blocks", "files", "sources", "tools", "mcp_servers", "metadata",
-                          "created_at"]
+    assert list(data) == [
+        "agents",
+        "groups",
+        "blocks",
+        "files",
+        "sources",
+        "tools",
+        "mcp_servers",
+        "metadata",
+        "created_at",
+    ]
     assert all(isinstance(v, str) for v in data["metadata"].values())  # Letta wants dict[str, str]
     boss, worker = data["agents"]
     assert (boss["id"], worker["id"]) == ("agent-0", "agent-1")
@@ -272,11 +327,17 @@ def test_export_writes_a_letta_agent_file(offline_cli: CLI, ws: Path):
         "core_memory_append": "letta_memory_core",
     }
     assert all(t["source_code"] is None and t["json_schema"]["name"] == t["name"] for t in data["tools"])
-    assert boss["tool_rules"] == [{"tool_name": "core_memory_append", "type": "run_first", "prompt_template": None},
-                                  {"tool_name": "send_message", "type": "exit_loop", "prompt_template": None}]
-    assert boss["llm_config"] == {"model": "gpt-4o", "model_endpoint_type": "openai",
-                                  "model_endpoint": "http://127.0.0.1:9999/v1", "context_window": 128000,
-                                  "temperature": 0.3}
+    assert boss["tool_rules"] == [
+        {"tool_name": "core_memory_append", "type": "run_first", "prompt_template": None},
+        {"tool_name": "send_message", "type": "exit_loop", "prompt_template": None},
+    ]
+    assert boss["llm_config"] == {
+        "model": "gpt-4o",
+        "model_endpoint_type": "openai",
+        "model_endpoint": "http://127.0.0.1:9999/v1",
+        "context_window": 128000,
+        "temperature": 0.3,
+    }
     assert boss["agent_type"] == "letta_v1_agent" and boss["tags"] == ["team", "lead"]
     assert boss["messages"][0]["role"] == "system" and boss["in_context_message_ids"] == ["message-0"]
     assert worker["messages"][0]["id"] == "message-1"  # message ids are unique across the file
@@ -316,11 +377,23 @@ def test_history_round_trip(offline_cli: CLI, ws: Path, tmp_path: Path):
     lines = []
     for t, turn in enumerate(turns):
         for seq, (role, content, call) in enumerate(turn):
-            calls = [{"id": call, "type": "function", "function": {"name": "core_memory_append",
-                                                                   "arguments": '{"label": "x", "content": "y"}'}}]
-            lines.append(HistoryEntry(turn_id=f"t{t}", seq=seq, role=role, content=content,
-                                      tool_calls=calls if role == "assistant" and call else None,
-                                      tool_call_id=call if role == "tool" else None).model_dump_json(exclude_none=True))
+            calls = [
+                {
+                    "id": call,
+                    "type": "function",
+                    "function": {"name": "core_memory_append", "arguments": '{"label": "x", "content": "y"}'},
+                }
+            ]
+            lines.append(
+                HistoryEntry(
+                    turn_id=f"t{t}",
+                    seq=seq,
+                    role=role,
+                    content=content,
+                    tool_calls=calls if role == "assistant" and call else None,
+                    tool_call_id=call if role == "tool" else None,
+                ).model_dump_json(exclude_none=True)
+            )
     (ws / ".agents" / "history").mkdir(parents=True)
     (ws / ".agents" / "history" / "talker.jsonl").write_text("\n".join(lines) + "\n")
 
@@ -334,8 +407,10 @@ def test_history_round_trip(offline_cli: CLI, ws: Path, tmp_path: Path):
     target = tmp_path / "copy"
     (target / "agents.d").mkdir(parents=True)
     CLI(target, offline_cli.env).ok("import", str(out), "--with-history", "--prefix", "old-")
-    got = [HistoryEntry.model_validate_json(line)
-           for line in (target / ".agents" / "history" / "old-talker.jsonl").read_text().splitlines()]
+    got = [
+        HistoryEntry.model_validate_json(line)
+        for line in (target / ".agents" / "history" / "old-talker.jsonl").read_text().splitlines()
+    ]
     want = [HistoryEntry.model_validate_json(line) for line in lines]
     strip = lambda e: (e.role, e.content, e.tool_calls, e.tool_call_id, e.seq)  # noqa: E731
     assert [strip(e) for e in got] == [strip(e) for e in want]
@@ -448,8 +523,12 @@ def _hostile() -> dict[str, tuple[bytes, str]]:
         "unknown tool id": (with_(lambda d: d["agents"][0].update(tool_ids=["tool-3"])), "'tool-3'"),
         "duplicate block ids": (with_(lambda d: d["blocks"].append(block("block-0", "other"))), "two blocks"),
         "two blocks one label": (
-            with_(lambda d: (d["blocks"].append(block("block-1", "Persona")),
-                             d["agents"][0].update(block_ids=["block-0", "block-1"]))),
+            with_(
+                lambda d: (
+                    d["blocks"].append(block("block-1", "Persona")),
+                    d["agents"][0].update(block_ids=["block-0", "block-1"]),
+                )
+            ),
             "two blocks labelled 'persona'",
         ),
         "bad temperature": (with_(lambda d: d["agents"][0]["llm_config"].update(temperature=9)), "temperature"),
@@ -506,8 +585,12 @@ def test_a_failed_write_in_a_fresh_folder_leaves_no_state_behind(tmp_path: Path)
 
 
 def test_unsupported_parts_are_named_in_a_warning(offline_cli: CLI, tmp_path: Path):
-    data = doc([agent("agent-0", "a")], [block("block-7", "orphan")], groups=[{"id": "group-0"}],
-               mcp_servers=[{"id": "mcp_server-0", "server_type": "sse", "server_name": "x"}])
+    data = doc(
+        [agent("agent-0", "a")],
+        [block("block-7", "orphan")],
+        groups=[{"id": "group-0"}],
+        mcp_servers=[{"id": "mcp_server-0", "server_type": "sse", "server_name": "x"}],
+    )
     res = offline_cli.ok("import", str(write_af(tmp_path / "a.af", data, twice=True)))
     text = "\n".join(warnings(res))
     assert "orphan (block-7)" in text and "1 groups" in text and "1 mcp_servers" in text

@@ -159,7 +159,7 @@ BAD_NAMES = {
 
 @pytest.mark.parametrize("name", BAD_NAMES.values(), ids=BAD_NAMES.keys())
 def test_name_rule(name: str):
-    with pytest.raises(UsageError, match="invalid agent name .*: use lowercase letters"):
+    with pytest.raises(UsageError, match=r"invalid agent name .*: use lowercase letters"):
         check_name(name)
 
 
@@ -232,7 +232,13 @@ def test_list_json_shape(offline_cli: CLI, ws: Path):
             "blocks": {"persona": {"value": "hi", "limit": 5000, "description": "", "read_only": False}},
             "shared": [],
         },
-        "limits": {"max_steps": None, "history_messages": None, "history_chars": None, "wait_timeout": None, "max_tokens": None},
+        "limits": {
+            "max_steps": None,
+            "history_messages": None,
+            "history_chars": None,
+            "wait_timeout": None,
+            "max_tokens": None,
+        },
         "temperature": None,
     }
 
@@ -268,7 +274,7 @@ def test_each_invalid_definition_is_named_with_its_field(offline_cli: CLI, ws: P
     assert [a["name"] for a in res.json()] == ["good"]
     lines = sorted(res.err.strip().splitlines())
     assert len(lines) == len(broken)
-    for line, name in zip(lines, sorted(broken)):
+    for line, name in zip(lines, sorted(broken), strict=False):
         assert line.startswith(f"agents: error: {ws / 'agents.d' / name}.toml: ") and broken[name][1] in line
 
 
@@ -464,7 +470,6 @@ def test_list_does_not_import_the_model_client(offline_cli: CLI, ws: Path):
 
 def test_parser_errors_are_usage_errors(offline_cli: CLI):
     fails(offline_cli("list", "--colour"), 2, "--colour")
-
 
 
 def test_changing_a_hand_edited_file_keeps_its_comments(offline_cli, ws):

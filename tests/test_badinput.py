@@ -27,6 +27,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import base_env
 from tests.fakellm import FakeLLM, Reply, text, tool_results
 from tests.harness import (
     CONFIG,
@@ -41,11 +42,12 @@ from tests.harness import (
     workspace,
     write_agent,
 )
-from tests.conftest import base_env
 
 DATA = Path(__file__).parent / "badinput"
 FID = "01a00000-0000-7000-8000-0000000000aa"
-FAST = CONFIG.replace("model_retries = 2", "model_retries = 0\nmax_attempts = 2").replace("retry_backoff = 0.05", "retry_backoff = 0.01")
+FAST = CONFIG.replace("model_retries = 2", "model_retries = 0\nmax_attempts = 2").replace(
+    "retry_backoff = 0.05", "retry_backoff = 0.01"
+)
 SCHEDULER_FILES = (".agents/scheduler.", ".agents/trace.jsonl")
 TURN_FILES = (".agents/queue", ".agents/turns", ".agents/history", *SCHEDULER_FILES)
 PLACEHOLDER = re.compile(rb"\{\{(.+?)\*(\d+)\}\}")
@@ -162,7 +164,10 @@ def test_toml(fork, ws, case):
 def test_corrupt_block(fork, ws, model, case):
     if case.name.startswith("private-"):
         path = ws / ".agents" / "blocks" / "private" / "alice" / "persona.json"
-        commands = [["blocks", "show", "persona", "--agent", "alice"], ["blocks", "append", "persona", "extra", "--agent", "alice"]]
+        commands = [
+            ["blocks", "show", "persona", "--agent", "alice"],
+            ["blocks", "append", "persona", "extra", "--agent", "alice"],
+        ]
     else:
         path = ws / ".agents" / "blocks" / "shared" / "notes.json"
         commands = [["blocks", "show", "notes"], ["blocks", "append", "notes", "extra"]]
@@ -205,8 +210,10 @@ def test_corrupt_queue_file(fork, ws, model, case):
         assert (queue / "dead" / f"{FID}.json").read_bytes() == data
         reason = dead_reason(ws, FID)
         assert reason and "\n" not in reason, reason
-        assert not (ws / ".agents" / "turns" / f"{FID}.json").exists() or json.loads(
-            (ws / ".agents" / "turns" / f"{FID}.json").read_text())["status"] == "dead"
+        assert (
+            not (ws / ".agents" / "turns" / f"{FID}.json").exists()
+            or json.loads((ws / ".agents" / "turns" / f"{FID}.json").read_text())["status"] == "dead"
+        )
         assert model.requests_for("alice") and len(model.requests) == 1, "the bad message reached the model"
     else:
         [kept] = [n for n in os.listdir(queue / "corrupt") if not n.endswith(".error.txt")]
@@ -242,8 +249,12 @@ def test_bad_command_line(fork, ws, model, lineno, line):
 
 
 def reply(spec: dict) -> Reply:
-    return Reply(content=spec.get("content"), tool_calls=spec.get("tool_calls", []), status=spec.get("status", 200),
-                 raw=spec.get("raw"))
+    return Reply(
+        content=spec.get("content"),
+        tool_calls=spec.get("tool_calls", []),
+        status=spec.get("status", 200),
+        raw=spec.get("raw"),
+    )
 
 
 @pytest.mark.parametrize("case", cases("model/*.json"), ids=lambda p: p.stem)
@@ -267,8 +278,11 @@ def test_bad_model_response(fork, ws, model, case):
     assert res.out.strip() == "final answer"
     bad_calls = spec["replies"][0].get("tool_calls") or [None]
     results = tool_results(model.requests[1])
-    retries = [e.get("error") for e in map(json.loads, (ws / ".agents" / "trace.jsonl").read_text().splitlines())
-               if e["event"] == "retry"]
+    retries = [
+        e.get("error")
+        for e in map(json.loads, (ws / ".agents" / "trace.jsonl").read_text().splitlines())
+        if e["event"] == "retry"
+    ]
     assert len(results) == len(bad_calls), f"every tool call gets a result; instead the turn failed: {retries}"
     if spec["expect"] == "tool_error":
         assert any(r.startswith("Error:") for r in results), results

@@ -124,7 +124,9 @@ def test_attach_and_detach_edit_the_agent_files(team: CLI, ws: Path):
     assert team.ok("blocks", "attach", "plan", "alice", "bob", "--json").json()["attached"] == ["alice", "bob"]
     assert shared_list(ws, "alice") == ["team", "plan"]
     assert team.ok("blocks", "attach", "plan", "alice", "--json").json() == {
-        "label": "plan", "attached": [], "unchanged": ["alice"]
+        "label": "plan",
+        "attached": [],
+        "unchanged": ["alice"],
     }
     assert [b.get("label") for b in team.ok("memory", "bob", "--json").json()["blocks"]] == ["team", "plan"]
     assert team.ok("blocks", "detach", "plan", "bob", "--json").json()["detached"] == ["bob"]

@@ -79,7 +79,8 @@ def test_16_processes_x_50_sends_while_the_scheduler_watches(four, llm, ws, tmp_
         producers = [
             subprocess.Popen(
                 [sys.executable, "-c", PRODUCER, str(REPO), str(ws), str(p), "50", ",".join(AGENTS)],
-                env=four.env, stderr=subprocess.PIPE,
+                env=four.env,
+                stderr=subprocess.PIPE,
             )
             for p in range(SHELLS)
         ]
@@ -105,9 +106,14 @@ def test_16_shells_of_real_cli_sends_while_the_scheduler_watches(four, llm, ws):
     try:
         shells = [
             subprocess.Popen(
-                ["sh", "-c", f'for j in $(seq 0 {n - 1}); do {argv.replace("-w", "-q -w", 0)} send '
-                             f'{AGENTS[p % 4]} "s{p}-m$j" --no-wait >/dev/null || exit 1; done'],
-                env=four.env, stderr=subprocess.PIPE,
+                [
+                    "sh",
+                    "-c",
+                    f"for j in $(seq 0 {n - 1}); do {argv.replace('-w', '-q -w', 0)} send "
+                    f'{AGENTS[p % 4]} "s{p}-m$j" --no-wait >/dev/null || exit 1; done',
+                ],
+                env=four.env,
+                stderr=subprocess.PIPE,
             )
             for p in range(SHELLS)
         ]
@@ -145,8 +151,13 @@ def test_concurrent_block_edits_from_the_cli_and_from_agents_lose_nothing(cli, l
     argv = " ".join(f"'{a}'" for a in cli.argv())
     editors = [
         subprocess.Popen(
-            ["sh", "-c", f'for j in $(seq 0 {per_shell - 1}); do {argv} blocks append notes "cli {p}-$j" >/dev/null || exit 1; done'],
-            env=cli.env, stderr=subprocess.PIPE,
+            [
+                "sh",
+                "-c",
+                f'for j in $(seq 0 {per_shell - 1}); do {argv} blocks append notes "cli {p}-$j" >/dev/null || exit 1; done',
+            ],
+            env=cli.env,
+            stderr=subprocess.PIPE,
         )
         for p in range(shells)
     ]

@@ -149,7 +149,9 @@ def test_block_change_log_matches_the_block_after_a_crash(team, ws):
     crash_run(team, "after_block_write@1")
     team.ok("run")
     block = json.loads((ws / ".agents" / "blocks" / "shared" / "notes.json").read_text())
-    log = [json.loads(line) for line in (ws / ".agents" / "blocks" / "shared" / "notes.log.jsonl").read_text().splitlines()]
+    log = [
+        json.loads(line) for line in (ws / ".agents" / "blocks" / "shared" / "notes.log.jsonl").read_text().splitlines()
+    ]
     assert [e["revision"] for e in log] == list(range(block["revision"] + 1)), "the edit is missing from the log"
 
 

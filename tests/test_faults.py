@@ -40,8 +40,11 @@ def test_flaky_model_200_messages_nothing_lost(cli, llm, ws):
             assert dead_reason(ws, mid), f"{body} was lost: neither handled nor dead-lettered"
             dead += 1
     assert handled + dead == 200 and handled > 150, (handled, dead)
-    kinds = {r.get("error", "") for r in map(json.loads, (ws / ".agents" / "trace.jsonl").read_text().splitlines())
-             if r["event"] == "retry"}
+    kinds = {
+        r.get("error", "")
+        for r in map(json.loads, (ws / ".agents" / "trace.jsonl").read_text().splitlines())
+        if r["event"] == "retry"
+    }
     assert kinds, "with 30% faults some turns must have been retried"
     check_state(ws)
 
@@ -124,7 +127,7 @@ def test_scheduler_on_a_failing_disk_stops_cleanly_then_recovers(cli, llm, ws, f
     assert handled_before < len(bodies), "it should stop at the first failure, not carry on"
     check_state(ws, drained=False)
     cli.ok("run")
-    for body, mid in zip(bodies, ids):
+    for body, _mid in zip(bodies, ids, strict=False):
         assert user_turns(ws, "alice", content=body) == 1, body
     assert user_turns(ws, "bob", contains="relay fwd one") == 1
     assert user_turns(ws, "bob", contains="relay fwd three") == 1

@@ -31,7 +31,9 @@ def test_a_real_completion_through_agents_send(local_cli, ws):
 
 def test_a_real_tool_call_and_a_real_answer_through_agents_send(local_cli, ws):
     local_cli.ok("create", "scribe", "--memory", "notes=Shopping list:", "--tools", "core_memory_append")
-    res = local_cli.ok("send", "scribe", "--tool", "core_memory_append", "Remember that we need milk.", "--json", timeout=600)
+    res = local_cli.ok(
+        "send", "scribe", "--tool", "core_memory_append", "Remember that we need milk.", "--json", timeout=600
+    )
     data = res.json()
     assert data["status"] == "ok" and data["usage"]["model_calls"] >= 2 and data["usage"]["prompt_tokens"] > 0
 

@@ -1,6 +1,6 @@
 """The embedded local model: the real llama.cpp server and SmolLM2 weights, through the real openai SDK.
 
-Tests that need the model skip only when llama-cpp-python is not installed (`scripts/setup.sh test,local`);
+Tests that need the model skip only when llama-cpp-python is not installed (`scripts/setup.sh`);
 the error paths run everywhere.
 """
 
@@ -128,9 +128,17 @@ def test_tool_result_round_trip(client, served):
     _, info = served
     messages = [
         {"role": "user", "content": "What is the weather in Paris?"},
-        {"role": "assistant", "content": "", "tool_calls": [
-            {"id": "call_1", "type": "function", "function": {"name": "get_weather", "arguments": '{"city": "Paris"}'}}
-        ]},
+        {
+            "role": "assistant",
+            "content": "",
+            "tool_calls": [
+                {
+                    "id": "call_1",
+                    "type": "function",
+                    "function": {"name": "get_weather", "arguments": '{"city": "Paris"}'},
+                }
+            ],
+        },
         {"role": "tool", "tool_call_id": "call_1", "content": "Sunny, 21 C"},
     ]
     response = client.chat.completions.create(model=info.model, messages=messages, max_tokens=32)
@@ -151,7 +159,9 @@ def test_cli_status_sees_the_servers_of_the_workspace(served, tmp_path):
 def test_cli_serve_status_stop(tmp_path, ws, fresh):
     cli = CLI(ws, base_env(tmp_path))
     assert cli.ok("model", "status", "--json").json() == {
-        "running": False, "ready": False, "log": str(ws / ".agents" / "model-server.log")
+        "running": False,
+        "ready": False,
+        "log": str(ws / ".agents" / "model-server.log"),
     }
     started = cli.ok("model", "serve", "--json").json()
     assert started["running"] and started["ready"]

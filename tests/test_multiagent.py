@@ -151,7 +151,12 @@ def test_wait_for_reply_returns_every_assistant_message_or_no_response(cli, llm,
         agent(ws, name)
     llm.script(
         "alice",
-        [calls((WAIT, {"message": "two things?", "other_agent_id": "bob"}), (WAIT, {"message": "and you?", "other_agent_id": "carol"}))],
+        [
+            calls(
+                (WAIT, {"message": "two things?", "other_agent_id": "bob"}),
+                (WAIT, {"message": "and you?", "other_agent_id": "carol"}),
+            )
+        ],
     )
     llm.on("alice", lambda body: text(json.dumps([json.loads(r) for r in tool_results(body)])))
     llm.script("bob", [call("send_message", message="first thing"), text("unused")])
@@ -198,9 +203,11 @@ def test_three_agent_waits_for_cycle_is_refused(cli, llm, ws):
     for name in nxt:
         llm.on(
             name,
-            lambda body, name=name: text(f"{name}: " + tool_results(body)[0])
-            if tool_results(body)
-            else call(WAIT, message=f"from {name}", other_agent_id=nxt[name]),
+            lambda body, name=name: (
+                text(f"{name}: " + tool_results(body)[0])
+                if tool_results(body)
+                else call(WAIT, message=f"from {name}", other_agent_id=nxt[name])
+            ),
         )
     res = send(cli, "a", "start")
     assert res.code == 0, res.err
@@ -221,7 +228,12 @@ def test_wait_and_broadcast_timeouts_are_tool_errors(cli, llm, ws):
     llm.on("fast", lambda body: text("here"))
     llm.script(
         "alice",
-        [calls((WAIT, {"message": "are you there?", "other_agent_id": "bob"}), (BROADCAST, {"message": "roll call", "tags": ["crew"]}))],
+        [
+            calls(
+                (WAIT, {"message": "are you there?", "other_agent_id": "bob"}),
+                (BROADCAST, {"message": "roll call", "tags": ["crew"]}),
+            )
+        ],
     )
     llm.on("alice", lambda body: text("done"))
 
@@ -328,7 +340,7 @@ def test_broadcast_tool_follows_the_letta_tag_table(cli, llm, ws):
     # an empty tag list matches nobody: a tool error, never "everyone"
     assert empty.startswith("Error:") and "empty" in empty
     results = [json.loads(r) for r in results]
-    for (tags, expected), got in zip(TAG_CASES, results):
+    for (tags, expected), got in zip(TAG_CASES, results, strict=False):
         assert {r["agent_id"] for r in got} == expected, tags
         assert all(r["response"] == [f"{r['agent_id']} here"] for r in got)
     # each agent's model was asked once per matching query
@@ -450,8 +462,8 @@ def test_async_exchange(cli, llm, ws, use_daemon):
     agent(ws, "alice")
     agent(ws, "bob")
     exchange_handlers(llm)
-    stopped: dict = {}
-    with daemon(cli, llm, "bob") if use_daemon else contextlib.nullcontext() as stopped:
+    stopped: dict
+    with daemon(cli, llm, "bob") if use_daemon else contextlib.nullcontext({}) as stopped:
         before = len(llm.requests)
         res = send(cli, "alice", "say hello to bob")
         assert res.code == 0, res.err
@@ -485,9 +497,14 @@ def test_async_exchange(cli, llm, ws, use_daemon):
     # both histories show the exchange
     alice_hist, bob_hist = history(ws, "alice"), history(ws, "bob")
     assert any(e["role"] == "tool" and e["content"] == SENT for e in alice_hist)
-    assert any(e["role"] == "user" and e["content"] == ASYNC.format("bob") + "hello alice, got your note" for e in alice_hist)
+    assert any(
+        e["role"] == "user" and e["content"] == ASYNC.format("bob") + "hello alice, got your note" for e in alice_hist
+    )
     assert any(e["role"] == "assistant" and e["content"] == "alice: thanks bob" for e in alice_hist)
-    assert any(e["role"] == "user" and e["content"] == ASYNC.format("alice") + "hello bob" and e.get("sender") == "alice" for e in bob_hist)
+    assert any(
+        e["role"] == "user" and e["content"] == ASYNC.format("alice") + "hello bob" and e.get("sender") == "alice"
+        for e in bob_hist
+    )
     assert any(e["role"] == "tool" and e["content"] == SENT for e in bob_hist)
     # nothing left in the queue
     assert not list((ws / ".agents" / "queue" / "new").glob("*.json"))
@@ -498,9 +515,11 @@ def ping_pong(llm: FakeLLM, a: str = "ping", b: str = "pong") -> None:
     for me, other in ((a, b), (b, a)):
         llm.on(
             me,
-            lambda body, other=other: text("sent (or not): " + tool_results(body)[0])
-            if tool_results(body)
-            else call(ASYNC_TOOL, message="your turn!", other_agent_id=other),
+            lambda body, other=other: (
+                text("sent (or not): " + tool_results(body)[0])
+                if tool_results(body)
+                else call(ASYNC_TOOL, message="your turn!", other_agent_id=other)
+            ),
         )
 
 

@@ -13,7 +13,7 @@ import signal
 import subprocess
 import time
 from collections import Counter
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -32,8 +32,13 @@ def team(cli, llm):
     agent(cli, "w1", "--tag", "worker")
     agent(cli, "w2", "--tag", "worker")
     agent(cli, "expert", "--tag", "oracle")
-    llm.script("boss", [call("send_message_to_agents_matching_all_tags", tags=["worker"], message="report"), text("all done")])
-    llm.script("w1", [call("send_message_to_agent_and_wait_for_reply", other_agent_id="expert", message="help?"), text("w1 ok")])
+    llm.script(
+        "boss", [call("send_message_to_agents_matching_all_tags", tags=["worker"], message="report"), text("all done")]
+    )
+    llm.script(
+        "w1",
+        [call("send_message_to_agent_and_wait_for_reply", other_agent_id="expert", message="help?"), text("w1 ok")],
+    )
     llm.script("w2", [text("w2 ok")])
     llm.script("expert", [text("42")])
 
@@ -97,7 +102,14 @@ def test_trace_of_a_broadcast_with_a_nested_wait(cli, llm, ws):
     readable = cli.ok("trace", "…" + ask["message_id"][-12:]).out
     assert readable == cli.ok("trace", "--last").out
     assert ask["message_id"][-12:] in readable
-    for needle in ("user → boss", "boss → w1", "w1 → expert", "request, hop 2", "reply: 42", "send_message_to_agent_and_wait_for_reply"):
+    for needle in (
+        "user → boss",
+        "boss → w1",
+        "w1 → expert",
+        "request, hop 2",
+        "reply: 42",
+        "send_message_to_agent_and_wait_for_reply",
+    ):
         assert needle in readable
 
 
@@ -119,7 +131,7 @@ def test_trace_dedupes_a_replayed_turn_end(cli, llm, ws):
     events = [json.loads(line) for line in trace.read_text().splitlines()]
     [end] = [e for e in events if e["event"] == "turn_end"]
     with trace.open("a") as fh:  # what a crash between commit and ack leaves: the same turn_end again
-        fh.write(json.dumps({**end, "ts": datetime.now(timezone.utc).isoformat()}) + "\n")
+        fh.write(json.dumps({**end, "ts": datetime.now(UTC).isoformat()}) + "\n")
     [root] = cli.ok("trace", "--last", "--json").json()["messages"]
     assert root["turn"]["reply"] == ["first"] and root["children"] == []
 
@@ -134,13 +146,17 @@ def test_usage_matches_what_the_server_reported(cli, llm, ws):
     sent = sums(llm.usage_sent)
     total = report["total"]
     assert (total["prompt_tokens"], total["completion_tokens"], total["model_calls"]) == (
-        sent["prompt_tokens"], sent["completion_tokens"], sent["model_calls"],
+        sent["prompt_tokens"],
+        sent["completion_tokens"],
+        sent["model_calls"],
     )
     assert total["total_tokens"] == sent["prompt_tokens"] + sent["completion_tokens"]
     for row in report["agents"]:
         mine = sums(u for u in llm.usage_sent if u["agent"] == row["agent"])
         assert (row["prompt_tokens"], row["completion_tokens"], row["model_calls"]) == (
-            mine["prompt_tokens"], mine["completion_tokens"], mine["model_calls"],
+            mine["prompt_tokens"],
+            mine["completion_tokens"],
+            mine["model_calls"],
         )
     assert {r["agent"] for r in report["agents"]} == {"boss", "w1", "w2", "expert"}
     [chain] = report["chains"]
@@ -150,7 +166,7 @@ def test_usage_matches_what_the_server_reported(cli, llm, ws):
     only = cli.ok("usage", "w1", "--json").json()
     assert [r["agent"] for r in only["agents"]] == ["w1"] and only["total"]["model_calls"] == 2
     assert cli.ok("usage", "--since", "1h", "--json").json()["total"] == total
-    future = (datetime.now(timezone.utc) + timedelta(minutes=5)).isoformat()
+    future = (datetime.now(UTC) + timedelta(minutes=5)).isoformat()
     assert cli.ok("usage", "--since", future, "--json").json()["total"]["model_calls"] == 0
     assert cli("usage", "--since", "yesterday").code == 2
     assert cli("usage", "nobody").code == 3
@@ -180,11 +196,11 @@ def test_usage_counts_retried_attempts_and_prices(cli, llm, ws):
 
 
 def test_parse_since():
-    base = datetime(2025, 1, 31, 12, 0, tzinfo=timezone.utc)
+    base = datetime(2025, 1, 31, 12, 0, tzinfo=UTC)
     assert parse_since("10m", base) == base - timedelta(minutes=10)
     assert parse_since("2h", base) == base - timedelta(hours=2)
     assert parse_since("1d", base) == base - timedelta(days=1)
-    assert parse_since("2025-01-30T00:00:00Z") == datetime(2025, 1, 30, tzinfo=timezone.utc)
+    assert parse_since("2025-01-30T00:00:00Z") == datetime(2025, 1, 30, tzinfo=UTC)
     assert parse_since("2025-01-30").tzinfo is not None
 
 
@@ -226,7 +242,9 @@ def test_history_follow_prints_new_turns_and_stops_on_sigterm(cli, llm, ws):
     agent(cli, "alice")
     llm.script("alice", [text("one"), text("two")])
     cli.ok("send", "alice", "first")
-    proc = cli.popen("history", "alice", "--follow", "--json", stdout=subprocess.PIPE, stderr=subprocess.PIPE, bufsize=0)
+    proc = cli.popen(
+        "history", "alice", "--follow", "--json", stdout=subprocess.PIPE, stderr=subprocess.PIPE, bufsize=0
+    )
     try:
         time.sleep(1.0)
         cli.ok("send", "alice", "second")
@@ -269,7 +287,12 @@ def test_queue_list_show_retry_purge_a_dead_letter(cli, llm, ws):
     assert status["scheduler"] == {"running": False, "pid": None}
 
     # retry: back to new/ with attempts reset, and this time the model answers
-    assert cli.ok("queue", "retry", mid, "--json").json() == {"message_id": mid, "from": "dead", "to": "new", "attempts": 0}
+    assert cli.ok("queue", "retry", mid, "--json").json() == {
+        "message_id": mid,
+        "from": "dead",
+        "to": "new",
+        "attempts": 0,
+    }
     assert (ws / ".agents" / "queue" / "new" / f"{mid}.json").exists()
     assert not (ws / ".agents" / "queue" / "dead" / f"{mid}.error.json").exists()
     assert cli.ok("status", "--json").json()["queue"]["new"] == 1

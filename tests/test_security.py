@@ -24,7 +24,11 @@ def all_bytes_under(root: Path) -> list[tuple[Path, bytes]]:
 
 
 def files_with_secret(root: Path) -> list[str]:
-    return [str(p.relative_to(root)) for p, data in all_bytes_under(root) if SECRET.encode() in data or b"SECRET-4242" in data]
+    return [
+        str(p.relative_to(root))
+        for p, data in all_bytes_under(root)
+        if SECRET.encode() in data or b"SECRET-4242" in data
+    ]
 
 
 # -------------------------------------------------------------------------------------------------- keys
@@ -72,7 +76,9 @@ class EchoKeyServer:
             def do_POST(self):
                 self.rfile.read(int(self.headers.get("Content-Length") or 0))
                 auth = self.headers.get("Authorization", "")
-                data = json.dumps({"error": {"message": f"Incorrect API key provided: {auth}", "code": "invalid_api_key"}}).encode()
+                data = json.dumps(
+                    {"error": {"message": f"Incorrect API key provided: {auth}", "code": "invalid_api_key"}}
+                ).encode()
                 self.send_response(401)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(data)))
@@ -125,16 +131,31 @@ def test_state_files_are_private_even_with_umask_0(cli, llm, ws):
     run("run")  # a quarantined file and its note
     state = ws / ".agents"
     assert os.stat(state).st_mode & 0o777 == 0o700
-    loose = [f"{oct(p.stat().st_mode & 0o777)} {p.relative_to(ws)}" for p in state.rglob("*")
-             if p.is_file() and p.stat().st_mode & 0o077]
+    loose = [
+        f"{oct(p.stat().st_mode & 0o777)} {p.relative_to(ws)}"
+        for p in state.rglob("*")
+        if p.is_file() and p.stat().st_mode & 0o077
+    ]
     assert loose == [], "state files readable by others"
 
 
 # ----------------------------------------------------------------------------------------------- names
 
 BAD_NAMES = [
-    "../x", "../../etc/passwd", "/abs", "a/b", "..", ".", "", "x/..", "a\\b", "a\nb", ".hidden", "\u0430lice",
-    "alice ", "a" * 65,
+    "../x",
+    "../../etc/passwd",
+    "/abs",
+    "a/b",
+    "..",
+    ".",
+    "",
+    "x/..",
+    "a\\b",
+    "a\nb",
+    ".hidden",
+    "\u0430lice",
+    "alice ",
+    "a" * 65,
 ]
 CSV_OPTIONS = {"--tag", "--shared", "--tags"}  # lists like a,b: empty parts are dropped, spaces trimmed
 
@@ -150,12 +171,24 @@ def fork(tmp_path_factory):
 
 def name_commands(name: str) -> list[list[str]]:
     return [
-        ["create", name], ["send", name, "hi", "--no-wait"], ["send", "alice", "hi", "--from", name, "--no-wait"],
-        ["show", name], ["tag", name, "--add", "x"], ["delete", name, "--yes"], ["memory", name],
-        ["blocks", "show", name], ["blocks", "show", "notes", "--agent", name], ["blocks", "create", name],
-        ["blocks", "append", name, "x"], ["blocks", "append", "persona", "x", "--agent", name],
-        ["blocks", "attach", "notes", name], ["blocks", "delete", name], ["broadcast", "--tags", name, "hi"],
-        ["create", "newbie", "--tag", name], ["create", "newbie", "--shared", name], ["export", name],
+        ["create", name],
+        ["send", name, "hi", "--no-wait"],
+        ["send", "alice", "hi", "--from", name, "--no-wait"],
+        ["show", name],
+        ["tag", name, "--add", "x"],
+        ["delete", name, "--yes"],
+        ["memory", name],
+        ["blocks", "show", name],
+        ["blocks", "show", "notes", "--agent", name],
+        ["blocks", "create", name],
+        ["blocks", "append", name, "x"],
+        ["blocks", "append", "persona", "x", "--agent", name],
+        ["blocks", "attach", "notes", name],
+        ["blocks", "delete", name],
+        ["broadcast", "--tags", name, "hi"],
+        ["create", "newbie", "--tag", name],
+        ["create", "newbie", "--shared", name],
+        ["export", name],
         ["history", name],
     ]
 

@@ -10,8 +10,18 @@ from tests.harness import REPO
 
 def test_short_random_kill_soak(tmp_path):
     proc = subprocess.run(
-        [sys.executable, str(REPO / "tools" / "soak.py"), "15", "--json", "--seed", "7", "--workspace", str(tmp_path / "ws")],
-        capture_output=True, timeout=110,
+        [
+            sys.executable,
+            str(REPO / "tools" / "soak.py"),
+            "15",
+            "--json",
+            "--seed",
+            "7",
+            "--workspace",
+            str(tmp_path / "ws"),
+        ],
+        capture_output=True,
+        timeout=110,
     )
     figures = json.loads(proc.stdout)
     assert figures["lost"] == 0 and figures["duplicated"] == 0, figures

@@ -115,7 +115,7 @@ def test_init_creates_the_three_parts(tmp_path: Path):
 
 def test_init_completes_a_partial_workspace_and_keeps_what_exists(tmp_path: Path):
     (tmp_path / "agents.toml").write_text('model = "mine"\n')
-    ws, created = init_workspace(tmp_path)
+    _ws, created = init_workspace(tmp_path)
     assert created == ["agents.d/", ".agents/"]
     assert (tmp_path / "agents.toml").read_text() == 'model = "mine"\n'
     assert init_workspace(tmp_path)[1] == []

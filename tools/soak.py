@@ -89,8 +89,9 @@ class Soak:
         self.n += 1
         body = f"{'fwd' if self.n % 2 else 'msg'} m{self.n}"
         agent = AGENTS[self.n % len(AGENTS)]
-        proc = subprocess.Popen(self.argv("send", agent, body, "--no-wait"), env=self.env,
-                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        proc = subprocess.Popen(
+            self.argv("send", agent, body, "--no-wait"), env=self.env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+        )
         self.inflight[proc] = body
 
     def reap_producers(self, block: bool = False) -> None:
@@ -117,8 +118,9 @@ class Soak:
             return False
 
     def start_scheduler(self) -> None:
-        self.scheduler = subprocess.Popen(self.argv("run", "--watch"), env=self.env,
-                                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        self.scheduler = subprocess.Popen(
+            self.argv("run", "--watch"), env=self.env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+        )
 
     # --- the soak ----------------------------------------------------------------------------------
 
@@ -149,7 +151,9 @@ class Soak:
             self.scheduler.kill()
             self.kills["scheduler"] += 1
         elif self.scheduler.returncode != 0:
-            self.failed[f"scheduler exited {self.scheduler.returncode}: " + self.scheduler.stderr.read().decode()[:120]] += 1
+            self.failed[
+                f"scheduler exited {self.scheduler.returncode}: " + self.scheduler.stderr.read().decode()[:120]
+            ] += 1
         self.scheduler.wait()
         self.scheduler.stderr.close()
         if self.inflight and self.rng.random() < 0.3:
@@ -198,7 +202,9 @@ class Soak:
         lost = [b for b in self.sent if seen[b] == 0 and b not in dead_bodies]
         duplicated = [b for b, n in seen.items() if n > 1]
         forwarded = [b for b in seen if b.startswith("fwd ")]
-        relay_lost = [b for b in forwarded if relays[b.removeprefix("fwd ")] == 0 and b.removeprefix("fwd ") not in dead_bodies]
+        relay_lost = [
+            b for b in forwarded if relays[b.removeprefix("fwd ")] == 0 and b.removeprefix("fwd ") not in dead_bodies
+        ]
         relay_dup = [b for b, n in relays.items() if n > 1]
         try:
             check_state(self.root)
@@ -265,7 +271,12 @@ def main(argv: list[str] | None = None) -> int:
         for key, value in figures.items():
             print(f"{key:>20}: {value}")
     ok = figures["lost"] == 0 and figures["duplicated"] == 0 and figures["relay_lost"] == 0
-    ok = ok and figures["relay_duplicated"] == 0 and figures["state_intact"] == "yes" and figures["final_drain_exit"] == 0
+    ok = (
+        ok
+        and figures["relay_duplicated"] == 0
+        and figures["state_intact"] == "yes"
+        and figures["final_drain_exit"] == 0
+    )
     return 0 if ok else 1
 
 

@@ -7,7 +7,7 @@ import shlex
 import subprocess
 import tempfile
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 from pydantic import ValidationError
@@ -22,7 +22,7 @@ from letta_cli.names import split_csv
 from letta_cli.workspace import init_workspace
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON (stable format, see docs/cli.md).")]
-TagOpt = Annotated[Optional[list[str]], typer.Option("--tag", "-t", help="A tag; repeat or use a,b.")]
+TagOpt = Annotated[list[str] | None, typer.Option("--tag", "-t", help="A tag; repeat or use a,b.")]
 
 
 def agent_json(agent: AgentDef, path: Path | None = None) -> dict:
@@ -35,7 +35,7 @@ def agent_json(agent: AgentDef, path: Path | None = None) -> dict:
 def register(app: typer.Typer) -> None:
     @app.command("init")
     def init_cmd(
-        directory: Annotated[Optional[Path], typer.Argument(help="Folder to set up (default: -w, else here).")] = None,
+        directory: Annotated[Path | None, typer.Argument(help="Folder to set up (default: -w, else here).")] = None,
         json_out: JsonOpt = False,
     ) -> None:
         """Create a workspace: agents.d/, agents.toml (commented defaults) and .agents/.
@@ -53,15 +53,23 @@ def register(app: typer.Typer) -> None:
     @app.command("create")
     def create_cmd(
         name: Annotated[str, typer.Argument(help="Agent name: lowercase letters, digits, - and _.")],
-        model: Annotated[Optional[str], typer.Option("--model", "-m", help="Model name, or 'local'.")] = None,
-        system: Annotated[Optional[str], typer.Option("--system", "-s", help="System prompt ('-': stdin).")] = None,
-        system_file: Annotated[Optional[Path], typer.Option("--system-file", help="Read the system prompt from a file.")] = None,
+        model: Annotated[str | None, typer.Option("--model", "-m", help="Model name, or 'local'.")] = None,
+        system: Annotated[str | None, typer.Option("--system", "-s", help="System prompt ('-': stdin).")] = None,
+        system_file: Annotated[
+            Path | None, typer.Option("--system-file", help="Read the system prompt from a file.")
+        ] = None,
         description: Annotated[str, typer.Option("--description", "-d", help="What the agent is for.")] = "",
         tag: TagOpt = None,
-        memory: Annotated[Optional[list[str]], typer.Option("--memory", help="Private block LABEL=VALUE; repeatable.")] = None,
-        shared: Annotated[Optional[list[str]], typer.Option("--shared", help="Attach a shared block; repeatable.")] = None,
-        first_tool: Annotated[Optional[str], typer.Option("--first-tool", help="Tool the model must call first in each turn.")] = None,
-        tools: Annotated[Optional[str], typer.Option("--tools", help="Enabled tools, a,b ('none': no tools; default: all built-ins).")] = None,
+        memory: Annotated[
+            list[str] | None, typer.Option("--memory", help="Private block LABEL=VALUE; repeatable.")
+        ] = None,
+        shared: Annotated[list[str] | None, typer.Option("--shared", help="Attach a shared block; repeatable.")] = None,
+        first_tool: Annotated[
+            str | None, typer.Option("--first-tool", help="Tool the model must call first in each turn.")
+        ] = None,
+        tools: Annotated[
+            str | None, typer.Option("--tools", help="Enabled tools, a,b ('none': no tools; default: all built-ins).")
+        ] = None,
         force: Annotated[bool, typer.Option("--force", "-f", help="Replace an existing agent.")] = False,
         json_out: JsonOpt = False,
     ) -> None:
@@ -152,8 +160,8 @@ def register(app: typer.Typer) -> None:
     @app.command("tag")
     def tag_cmd(
         name: str,
-        add: Annotated[Optional[list[str]], typer.Option("--add", "-a", help="Tag to add; repeat or a,b.")] = None,
-        remove: Annotated[Optional[list[str]], typer.Option("--remove", "-r", help="Tag to remove.")] = None,
+        add: Annotated[list[str] | None, typer.Option("--add", "-a", help="Tag to add; repeat or a,b.")] = None,
+        remove: Annotated[list[str] | None, typer.Option("--remove", "-r", help="Tag to remove.")] = None,
         json_out: JsonOpt = False,
     ) -> None:
         """Add or remove tags; with neither, print the tags.

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -16,11 +17,11 @@ from letta_cli.names import check_name
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON (stable format, see docs/memory.md).")]
 AgentOpt = Annotated[
-    Optional[str], typer.Option("--agent", "-a", help="The block this agent sees as LABEL (private or shared).")
+    str | None, typer.Option("--agent", "-a", help="The block this agent sees as LABEL (private or shared).")
 ]
 ForceOpt = Annotated[bool, typer.Option("--force", help="Edit even a read-only block (the limit still holds).")]
-LimitOpt = Annotated[Optional[int], typer.Option("--limit", "-l", min=1, max=1_000_000, help="Limit in characters.")]
-DescOpt = Annotated[Optional[str], typer.Option("--description", "-d", help="What the block is for (shown to models).")]
+LimitOpt = Annotated[int | None, typer.Option("--limit", "-l", min=1, max=1_000_000, help="Limit in characters.")]
+DescOpt = Annotated[str | None, typer.Option("--description", "-d", help="What the block is for (shown to models).")]
 
 blocks_app = typer.Typer(
     name="blocks",
@@ -51,7 +52,9 @@ def refused(exc: EditRefused, label: str) -> EditRefused:
     return EditRefused(f"{exc}; {hint[exc.kind]}", exc.kind)
 
 
-def edit_value(label: str, agent: str | None, fn, *, tool: str, force: bool) -> tuple[BlockStore, Block]:
+def edit_value(
+    label: str, agent: str | None, fn: Callable[[Block], Block | str], *, tool: str, force: bool
+) -> tuple[BlockStore, Block]:
     store = BlockStore(workspace())
     owner, _ = target(store, label, agent)
     try:
@@ -90,7 +93,7 @@ def register(app: typer.Typer) -> None:
 @blocks_app.command("list")
 def list_cmd(
     all_: Annotated[bool, typer.Option("--all", help="Also every agent's private blocks.")] = False,
-    agent: Annotated[Optional[str], typer.Option("--agent", "-a", help="Also this agent's private blocks.")] = None,
+    agent: Annotated[str | None, typer.Option("--agent", "-a", help="Also this agent's private blocks.")] = None,
     json_out: JsonOpt = False,
 ) -> None:
     """List shared blocks (with the agents they are attached to); --all or --agent add private ones.
@@ -118,8 +121,12 @@ def list_cmd(
         t = table("label", "owner", "chars", "rev", "read-only", "attached to", "description")
         for b in blocks:
             t.add_row(
-                b.label, b.owner or "(shared)", f"{len(b.value)}/{b.limit}", str(b.revision),
-                "yes" if b.read_only else "", ",".join(attached.get(b.label, [])) if b.owner is None else "",
+                b.label,
+                b.owner or "(shared)",
+                f"{len(b.value)}/{b.limit}",
+                str(b.revision),
+                "yes" if b.read_only else "",
+                ",".join(attached.get(b.label, [])) if b.owner is None else "",
                 b.description,
             )
         out().print(t)
@@ -147,7 +154,8 @@ def show_cmd(label: str, agent: AgentOpt = None, json_out: JsonOpt = False) -> N
     console = out()
     console.print(
         f"# {block.label} ({kind}, revision {block.revision}, {len(block.value)}/{block.limit} chars{flags}){about}",
-        style="dim", markup=False,
+        style="dim",
+        markup=False,
     )
     console.print(block.value, markup=False)
 
@@ -155,8 +163,8 @@ def show_cmd(label: str, agent: AgentOpt = None, json_out: JsonOpt = False) -> N
 @blocks_app.command("create")
 def create_cmd(
     label: Annotated[str, typer.Argument(help="Block label: lowercase letters, digits, - and _.")],
-    value: Annotated[Optional[str], typer.Option("--value", help="Initial value ('-': stdin).")] = None,
-    file: Annotated[Optional[Path], typer.Option("--file", help="Read the initial value from a file.")] = None,
+    value: Annotated[str | None, typer.Option("--value", help="Initial value ('-': stdin).")] = None,
+    file: Annotated[Path | None, typer.Option("--file", help="Read the initial value from a file.")] = None,
     limit: LimitOpt = None,
     description: DescOpt = None,
     read_only: Annotated[bool, typer.Option("--read-only", help="Agents may read it but never edit it.")] = False,
@@ -191,12 +199,12 @@ def create_cmd(
 @blocks_app.command("set")
 def set_cmd(
     label: str,
-    value: Annotated[Optional[str], typer.Argument(help="The new value ('-' or none: stdin).")] = None,
+    value: Annotated[str | None, typer.Argument(help="The new value ('-' or none: stdin).")] = None,
     agent: AgentOpt = None,
     limit: LimitOpt = None,
     description: DescOpt = None,
     read_only: Annotated[
-        Optional[bool], typer.Option("--read-only/--writable", help="Make the block read-only for agents, or not.")
+        bool | None, typer.Option("--read-only/--writable", help="Make the block read-only for agents, or not.")
     ] = None,
     force: ForceOpt = False,
     json_out: JsonOpt = False,
@@ -225,7 +233,7 @@ def set_cmd(
 @blocks_app.command("append")
 def append_cmd(
     label: str,
-    text: Annotated[Optional[str], typer.Argument(help="Text to append on a new line ('-' or none: stdin).")] = None,
+    text: Annotated[str | None, typer.Argument(help="Text to append on a new line ('-' or none: stdin).")] = None,
     agent: AgentOpt = None,
     force: ForceOpt = False,
     json_out: JsonOpt = False,

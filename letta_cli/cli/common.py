@@ -6,7 +6,12 @@ import json
 import os
 import sys
 from dataclasses import dataclass
-from typing import Any
+from types import ModuleType
+from typing import TYPE_CHECKING, Any, TextIO
+
+if TYPE_CHECKING:
+    from rich.console import Console
+    from rich.table import Table
 
 from letta_cli.errors import UsageError
 from letta_cli.workspace import Workspace
@@ -22,7 +27,7 @@ class Globals:
 G = Globals()
 
 
-def lazy(module_name: str):
+def lazy(module_name: str) -> ModuleType:
     """Import a library module on first attribute use, so `agents list` never pays for the engine."""
     import importlib.util
 
@@ -41,14 +46,14 @@ def workspace() -> Workspace:
     return Workspace.find(G.workspace)
 
 
-def use_color(stream=sys.stdout) -> bool:
+def use_color(stream: TextIO = sys.stdout) -> bool:
     return stream.isatty() and not os.environ.get("NO_COLOR")
 
 
-_consoles: dict[str, Any] = {}
+_consoles: dict[str, Console] = {}
 
 
-def out():
+def out() -> Console:
     """A rich console on stdout: plain text when piped or NO_COLOR is set."""
     if "out" not in _consoles:
         from rich.console import Console
@@ -61,7 +66,7 @@ def out():
     return _consoles["out"]
 
 
-def err_console():
+def err_console() -> Console:
     if "err" not in _consoles:
         from rich.console import Console
 
@@ -104,7 +109,7 @@ def read_message(message: str | None, what: str = "message") -> str:
     return text.rstrip("\n")
 
 
-def table(*columns: str):
+def table(*columns: str) -> Table:
     from rich import box
     from rich.table import Table
 

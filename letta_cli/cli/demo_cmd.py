@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -11,8 +11,12 @@ import typer
 def register(app: typer.Typer) -> None:
     @app.command("demo")
     def demo_cmd(
-        directory: Annotated[Optional[Path], typer.Option("--dir", help="Fresh folder for the demo workspace (default: a new temp folder).")] = None,
-        model: Annotated[Optional[str], typer.Option("--model", "-m", help="Model for every agent ('local' = embedded).")] = None,
+        directory: Annotated[
+            Path | None, typer.Option("--dir", help="Fresh folder for the demo workspace (default: a new temp folder).")
+        ] = None,
+        model: Annotated[
+            str | None, typer.Option("--model", "-m", help="Model for every agent ('local' = embedded).")
+        ] = None,
     ) -> None:
         """Run the demo: a supervisor and three workers with a shared memory block; a broadcast from the shell,
         a supervisor broadcasting with its tool, a wait-for-reply exchange, an async message, then the traces.

@@ -8,13 +8,16 @@ import signal
 import sys
 import time
 from datetime import datetime
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from letta_cli.cli.common import lazy, err_console, out, print_json, table, workspace
+from letta_cli.cli.common import err_console, lazy, out, print_json, table, workspace
 from letta_cli.errors import NotFound, UsageError
 from letta_cli.workspace import Workspace
+
+if TYPE_CHECKING:
+    from rich.tree import Tree
 
 observe = lazy("letta_cli.observe")
 
@@ -58,7 +61,9 @@ def print_turns(lines: list[str], json_out: bool) -> None:
     else:
         console = out()
         for turn_id, entries in observe.group_turns(lines):
-            console.print(f"── {local_time(entries[0].get('created_at'))}  turn {short(turn_id)}", style="dim", markup=False)
+            console.print(
+                f"── {local_time(entries[0].get('created_at'))}  turn {short(turn_id)}", style="dim", markup=False
+            )
             for style, text in observe.render_turn(entries):
                 console.print(text, style=style or None, markup=False, highlight=False)
     sys.stdout.flush()
@@ -112,7 +117,7 @@ def turn_label(turn: dict | None) -> str:
     return " · ".join(parts)
 
 
-def add_message(tree, node: dict) -> None:
+def add_message(tree: Tree, node: dict) -> None:
     from rich.text import Text
 
     label = Text()
@@ -129,7 +134,13 @@ def add_message(tree, node: dict) -> None:
     for retry in turn["retries"]:
         sub.add(Text(f"attempt {retry['attempt']} failed: {observe.one_line(retry['error'], 100)}", style="red"))
     for call in turn["tool_calls"]:
-        sub.add(Text(observe.tool_line(call["tool"], call["arguments"], call["result"], bool(call["error"])), style="dim", overflow="fold"))
+        sub.add(
+            Text(
+                observe.tool_line(call["tool"], call["arguments"], call["result"], bool(call["error"])),
+                style="dim",
+                overflow="fold",
+            )
+        )
     for child in node["children"]:
         add_message(sub, child)
     for reply in turn["reply"]:
@@ -150,8 +161,12 @@ def print_usage(report: dict) -> None:
     t = table("agent", "calls", "prompt", "completion", "total", "cost")
     for row in report["agents"]:
         t.add_row(
-            str(row["agent"]), str(row["model_calls"]), f"{row['prompt_tokens']:,}", f"{row['completion_tokens']:,}",
-            f"{row['total_tokens']:,}", cost(row["cost_usd"]),
+            str(row["agent"]),
+            str(row["model_calls"]),
+            f"{row['prompt_tokens']:,}",
+            f"{row['completion_tokens']:,}",
+            f"{row['total_tokens']:,}",
+            cost(row["cost_usd"]),
         )
     console.print(t)
     budgets = report["budgets"]
@@ -160,8 +175,13 @@ def print_usage(report: dict) -> None:
     for row in report["chains"]:
         used = f"{100 * row['total_tokens'] / chain_budget:.0f}%" if chain_budget else "-"
         t.add_row(
-            short(row["chain_id"]), local_time(row["started_at"], compact=True), ",".join(row["agents"]), str(row["model_calls"]),
-            f"{row['total_tokens']:,}", cost(row["cost_usd"]), used,
+            short(row["chain_id"]),
+            local_time(row["started_at"], compact=True),
+            ",".join(row["agents"]),
+            str(row["model_calls"]),
+            f"{row['total_tokens']:,}",
+            cost(row["cost_usd"]),
+            used,
         )
     console.print()
     console.print(t)
@@ -174,7 +194,11 @@ def print_usage(report: dict) -> None:
     )
     unpriced = [m["model"] for m in report["models"] if not m["priced"]]
     if unpriced:
-        console.print(f"no price configured for: {', '.join(map(str, unpriced))} ([prices.<model>] in agents.toml)", style="dim", markup=False)
+        console.print(
+            f"no price configured for: {', '.join(map(str, unpriced))} ([prices.<model>] in agents.toml)",
+            style="dim",
+            markup=False,
+        )
     console.print(
         f"budgets: chain {budgets['chain_token_budget'] or 'none'}, agent per chain {budgets['agent_token_budget'] or 'none'} "
         "([limits] chain_token_budget, agent_token_budget)",
@@ -188,7 +212,14 @@ def print_queue(items: list[dict]) -> None:
     t.columns[0].no_wrap = True  # to paste into `agents queue show`
     for item in items:
         route = f"{item['sender'] or '?'} → {item['recipient'] or '?'}"
-        t.add_row(short(item["id"]), item["folder"], str(item["attempts"] or 0), route, observe.ago(item["age_seconds"]), observe.one_line(item["error"], 60))
+        t.add_row(
+            short(item["id"]),
+            item["folder"],
+            str(item["attempts"] or 0),
+            route,
+            observe.ago(item["age_seconds"]),
+            observe.one_line(item["error"], 60),
+        )
     out().print(t)
 
 
@@ -212,7 +243,9 @@ def queue_main(ctx: typer.Context, json_out: JsonOpt = False) -> None:
 
 @queue_app.command("list")
 def queue_list(
-    folder: Annotated[Optional[str], typer.Option("--folder", "-f", help="Only this folder: new, cur, dead or corrupt.")] = None,
+    folder: Annotated[
+        str | None, typer.Option("--folder", "-f", help="Only this folder: new, cur, dead or corrupt.")
+    ] = None,
     json_out: JsonOpt = False,
 ) -> None:
     """List the messages in new/ (waiting), cur/ (being handled), dead/ (gave up) and corrupt/ (unreadable).
@@ -226,7 +259,10 @@ def queue_list(
 
 
 @queue_app.command("show")
-def queue_show(message_id: Annotated[str, typer.Argument(help="The message id (or 8+ characters of its beginning or end).")], json_out: JsonOpt = False) -> None:
+def queue_show(
+    message_id: Annotated[str, typer.Argument(help="The message id (or 8+ characters of its beginning or end).")],
+    json_out: JsonOpt = False,
+) -> None:
     """Show one queued message (its JSON file) and, for a dead letter, why it died.
 
     Example: agents queue show 9fae00da
@@ -243,7 +279,10 @@ def queue_show(message_id: Annotated[str, typer.Argument(help="The message id (o
 
 
 @queue_app.command("retry")
-def queue_retry(message_id: Annotated[str, typer.Argument(help="The dead letter's id (or 8+ characters of its beginning or end).")], json_out: JsonOpt = False) -> None:
+def queue_retry(
+    message_id: Annotated[str, typer.Argument(help="The dead letter's id (or 8+ characters of its beginning or end).")],
+    json_out: JsonOpt = False,
+) -> None:
     """Move a dead letter back to new/ with its attempts reset; the next scheduler runs it again.
 
     Example: agents queue retry 9fae00da && agents run
@@ -281,9 +320,11 @@ def register(app: typer.Typer) -> None:
     @app.command("history")
     def history_cmd(
         name: Annotated[str, typer.Argument(help="The agent.")],
-        last: Annotated[Optional[int], typer.Option("-n", "--last", min=0, help="Only the last N turns.")] = None,
+        last: Annotated[int | None, typer.Option("-n", "--last", min=0, help="Only the last N turns.")] = None,
         json_out: Annotated[bool, typer.Option("--json", help="One stored HistoryEntry JSON object per line.")] = False,
-        follow_: Annotated[bool, typer.Option("--follow", "-f", help="Keep printing new turns (Ctrl-C to stop).")] = False,
+        follow_: Annotated[
+            bool, typer.Option("--follow", "-f", help="Keep printing new turns (Ctrl-C to stop).")
+        ] = False,
     ) -> None:
         """Show an agent's conversation: messages, replies, and its tool calls folded into one line each.
 
@@ -302,8 +343,12 @@ def register(app: typer.Typer) -> None:
 
     @app.command("trace")
     def trace_cmd(
-        message_id: Annotated[Optional[str], typer.Argument(help="Any message id of the chain (or 8+ characters of its beginning or end).")] = None,
-        last: Annotated[bool, typer.Option("--last", help="The chain of the most recent message sent from a shell.")] = False,
+        message_id: Annotated[
+            str | None, typer.Argument(help="Any message id of the chain (or 8+ characters of its beginning or end).")
+        ] = None,
+        last: Annotated[
+            bool, typer.Option("--last", help="The chain of the most recent message sent from a shell.")
+        ] = False,
         json_out: JsonOpt = False,
     ) -> None:
         """Draw a chain's causal tree: each message, the turn it triggered (tools, tokens, time), what that sent.
@@ -329,8 +374,10 @@ def register(app: typer.Typer) -> None:
 
     @app.command("usage")
     def usage_cmd(
-        name: Annotated[Optional[str], typer.Argument(help="Only this agent.")] = None,
-        since: Annotated[Optional[str], typer.Option("--since", "-s", help="ISO time, or an age: 30s, 10m, 2h, 1d, 1w.")] = None,
+        name: Annotated[str | None, typer.Argument(help="Only this agent.")] = None,
+        since: Annotated[
+            str | None, typer.Option("--since", "-s", help="ISO time, or an age: 30s, 10m, 2h, 1d, 1w.")
+        ] = None,
         json_out: JsonOpt = False,
     ) -> None:
         """Tokens, model calls and estimated cost per agent and per chain (retried attempts included).
@@ -365,11 +412,17 @@ def register(app: typer.Typer) -> None:
             ("scheduler", f"running (pid {sched['pid']})" if sched["running"] else "not running"),
             ("queue", f"new {q['new']} · cur {q['cur']} · dead {q['dead']} · corrupt {q['corrupt']}"),
             ("agents", str(report["agents"])),
-            ("last activity", f"{local_time(report['last_activity'])} ({report['last_event']})" if report["last_activity"] else "none"),
+            (
+                "last activity",
+                f"{local_time(report['last_activity'])} ({report['last_event']})"
+                if report["last_activity"]
+                else "none",
+            ),
         ]
         console = out()
         for key, value in rows:
             console.print(f"{key:<14} {value}", markup=False, highlight=False)
         if q["dead"]:
-            err_console().print(f"{q['dead']} dead letter(s): see `agents queue list --folder dead`", markup=False) if os.isatty(2) else None
-
+            err_console().print(
+                f"{q['dead']} dead letter(s): see `agents queue list --folder dead`", markup=False
+            ) if os.isatty(2) else None

@@ -5,7 +5,7 @@ from __future__ import annotations
 import gc
 import os
 import sys
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -25,7 +25,7 @@ app = typer.Typer(
 @app.callback()
 def main_options(
     workspace: Annotated[
-        Optional[str], typer.Option("--workspace", "-w", help="Workspace folder (else $AGENTS_HOME, else found upward).")
+        str | None, typer.Option("--workspace", "-w", help="Workspace folder (else $AGENTS_HOME, else found upward).")
     ] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Stream turn events to stderr.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress on stderr, even at a terminal.")] = False,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -16,7 +16,9 @@ client = lazy("letta_cli.client")
 progress_view = lazy("letta_cli.progress")
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON (stable format, see docs/cli.md).")]
-TimeoutOpt = Annotated[Optional[float], typer.Option("--timeout", min=0, help="Seconds to wait for replies (default: no limit).")]
+TimeoutOpt = Annotated[
+    float | None, typer.Option("--timeout", min=0, help="Seconds to wait for replies (default: no limit).")
+]
 FromOpt = Annotated[str, typer.Option("--from", help="Sender: an agent name, or 'user' (default).")]
 NoWaitOpt = Annotated[bool, typer.Option("--no-wait", help="Publish, print the message id, and return at once.")]
 
@@ -33,11 +35,13 @@ def register(app: typer.Typer) -> None:
     @app.command("send")
     def send_cmd(
         name: Annotated[str, typer.Argument(help="The agent to send to.")],
-        message: Annotated[Optional[str], typer.Argument(help="The message; '-' or omitted: read stdin.")] = None,
+        message: Annotated[str | None, typer.Argument(help="The message; '-' or omitted: read stdin.")] = None,
         sender: FromOpt = USER,
         no_wait: NoWaitOpt = False,
         timeout: TimeoutOpt = None,
-        tool: Annotated[Optional[str], typer.Option("--tool", help="Make the model call this tool first in this turn.")] = None,
+        tool: Annotated[
+            str | None, typer.Option("--tool", help="Make the model call this tool first in this turn.")
+        ] = None,
         json_out: JsonOpt = False,
     ) -> None:
         """Send a message to an agent and print its reply.
@@ -80,7 +84,7 @@ def register(app: typer.Typer) -> None:
     @app.command("broadcast")
     def broadcast_cmd(
         tags: Annotated[list[str], typer.Option("--tags", "-t", help="Tags the agents must ALL have; repeat or a,b.")],
-        message: Annotated[Optional[str], typer.Argument(help="The message; '-' or omitted: read stdin.")] = None,
+        message: Annotated[str | None, typer.Argument(help="The message; '-' or omitted: read stdin.")] = None,
         sender: FromOpt = USER,
         no_wait: NoWaitOpt = False,
         timeout: TimeoutOpt = None,
@@ -112,14 +116,22 @@ def register(app: typer.Typer) -> None:
         timed_out: WaitTimeout | None = None
         with progress_view.watching(ws, messages, quiet=G.quiet, verbose=G.verbose) as progress:
             try:
-                records = client.wait(ws, [m.id for m in messages], timeout, on_poll=progress.on_poll, on_event=progress.on_event)
+                records = client.wait(
+                    ws, [m.id for m in messages], timeout, on_poll=progress.on_poll, on_event=progress.on_event
+                )
             except WaitTimeout as exc:  # still report the replies that came in time
                 timed_out, records = exc, exc.records
         missing = f"no reply within {timeout:g}s (still queued)" if timed_out else "no reply"
         rows = []
         for m in messages:
             rec = records.get(m.id)
-            rows.append({"agent": m.recipient, "reply": reply_text(rec), "error": None if not failed(rec) else (rec.error if rec else missing)})
+            rows.append(
+                {
+                    "agent": m.recipient,
+                    "reply": reply_text(rec),
+                    "error": None if not failed(rec) else (rec.error if rec else missing),
+                }
+            )
         if json_out:
             print_json(rows)
         else:

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Annotated, Optional
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from letta_cli.cli.common import lazy, info, out, print_json, warn, workspace
+from letta_cli.cli.common import info, lazy, out, print_json, warn, workspace
 from letta_cli.workspace import Workspace
 
 if TYPE_CHECKING:
@@ -19,7 +19,7 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON (stable format
 model_app = typer.Typer(
     name="model",
     help=(
-        "The embedded local model (SmolLM2-135M-Instruct via llama.cpp), for agents whose model is \"local\".\n\n"
+        'The embedded local model (SmolLM2-135M-Instruct via llama.cpp), for agents whose model is "local".\n\n'
         "It starts on demand; these commands start it ahead of time, show it, or stop it.\n\n"
         "Example: agents model serve && agents model status --json | jq -r .base_url"
     ),
@@ -29,7 +29,7 @@ model_app = typer.Typer(
 
 def server_json(ws: Workspace, server: ServerInfo | None) -> dict:
     """The --json shape of serve and status: see docs/local-model.md."""
-    data = {"running": server is not None, "ready": bool(server and server.ready)}
+    data: dict[str, object] = {"running": server is not None, "ready": bool(server and server.ready)}
     if server is not None:
         data.update(server.model_dump(mode="json"))
     data["log"] = str(localmodel.log_path(ws))
@@ -42,9 +42,7 @@ def register(app: typer.Typer) -> None:
 
 @model_app.command("serve")
 def serve_cmd(
-    port: Annotated[
-        Optional[int], typer.Option("--port", "-p", help="Port on 127.0.0.1 (default: a free one).")
-    ] = None,
+    port: Annotated[int | None, typer.Option("--port", "-p", help="Port on 127.0.0.1 (default: a free one).")] = None,
     foreground: Annotated[
         bool, typer.Option("--foreground", "-f", help="Stay attached and show the server's output until Ctrl-C.")
     ] = False,
@@ -59,6 +57,7 @@ def serve_cmd(
     """
     ws = workspace()
     if foreground:
+
         def started(server: ServerInfo) -> None:
             warn(f"serving {server.base_url} (model {server.model}); Ctrl-C stops it")
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Any
 
 import typer
 
@@ -24,7 +24,7 @@ def register(app: typer.Typer) -> None:
     def import_cmd(
         file: Annotated[str, typer.Argument(help="The .af file ('-': read it from stdin).")],
         rename: Annotated[
-            Optional[list[str]], typer.Option("--rename", help="Import agent OLD as NEW (OLD=NEW); repeatable.")
+            list[str] | None, typer.Option("--rename", help="Import agent OLD as NEW (OLD=NEW); repeatable.")
         ] = None,
         prefix: Annotated[str, typer.Option("--prefix", help="Put P before the name of every agent not renamed.")] = "",
         with_history: HistoryOpt = False,
@@ -80,7 +80,7 @@ def register(app: typer.Typer) -> None:
     def export_cmd(
         names: Annotated[list[str], typer.Argument(help="The agents to export.")],
         output: Annotated[
-            Optional[Path], typer.Option("--output", "-o", help="Write FILE (atomically) instead of stdout.")
+            Path | None, typer.Option("--output", "-o", help="Write FILE (atomically) instead of stdout.")
         ] = None,
         force: Annotated[bool, typer.Option("--force", "-f", help="Replace FILE if it exists.")] = False,
         with_history: HistoryOpt = False,
@@ -104,7 +104,7 @@ def register(app: typer.Typer) -> None:
         if output.exists() and not force:
             raise Conflict(f"{output} already exists; use --force to replace it")
         atomic_write(output, text)
-        summary = {
+        summary: dict[str, Any] = {
             "file": str(output),
             "agents": [a["name"] for a in doc["agents"]],
             "blocks": len(doc["blocks"]),
