@@ -2,8 +2,8 @@
 
 Two paths, both through the library and the real openai SDK over HTTP to the scripted FakeLLM:
 
-  * shell path  - what `agents broadcast --tags worker ...` does: letta_cli.client.publish to the N
-                  recipients, then letta_cli.client.wait (which serves the queue itself: run_scheduler in
+  * shell path  - what `agents broadcast --tags worker ...` does: letta_cli.app.messaging.publish to the N
+                  recipients, then letta_cli.app.messaging.wait (which serves the queue itself: run_scheduler in
                   "until" mode). Wall time from the first publish to the last reply.
   * tool path   - a supervisor agent whose model calls send_message_to_agents_matching_all_tags(tags=
                   ["worker"]) and then answers. Wall time from publishing the supervisor's message to its
@@ -42,8 +42,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import PY, cleanup, header, make_workspace, measure_raw_writes, ms, ratio, read_trace, scratch
 
-from letta_cli import client
-from letta_cli.workspace import Workspace
+from letta_cli.app import messaging as client
+from letta_cli.store.workspace import Workspace
 
 HERE = Path(__file__).resolve().parent
 
@@ -93,7 +93,7 @@ def sdk_baseline(url: str, n: int, concurrency: int) -> float:
     """Wall seconds for n concurrent create() calls with a bare AsyncOpenAI (at most `concurrency` at once)."""
     from openai import AsyncOpenAI
 
-    from letta_cli.tools import builtin_tools
+    from letta_cli.tools.registry import builtin_tools
 
     tools = [t.schema for t in builtin_tools().values()]
 

@@ -1,7 +1,7 @@
 """Prompt overhead: tokens of the fixed part of every model request, i.e. what an agent pays before its
 history and the incoming message: the system prompt (the agent's system text + the identity line), the
 memory scaffolding (here two empty blocks, persona and human), and the JSON schemas of every built-in tool
-(letta_cli.tools.builtin_tools()). While the workspace's agent ids fit in letta_cli.messaging.ENUM_MAX_ID_CHARS
+(letta_cli.tools.registry.builtin_tools()). While the workspace's agent ids fit in letta_cli.tools.messaging.ENUM_MAX_ID_CHARS
 (each id counted with 4 characters of quoting), the messaging tools' schemas also list the other agents' ids
 and the tags in use as enums; so the count is made in four workspaces: the agent alone; the largest
 workspace of "agent-NN" names that still gets the enums; the worst case, as many 1-2 character names as fit
@@ -26,11 +26,11 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import cleanup, header, make_workspace, ratio, scratch, start_fakellm
 
-from letta_cli import client
-from letta_cli.messaging import ENUM_MAX_ID_CHARS
-from letta_cli.tools import builtin_tools
-from letta_cli.turn import IDENTITY
-from letta_cli.workspace import Workspace
+from letta_cli.app import messaging as client
+from letta_cli.engine.prompt import IDENTITY
+from letta_cli.store.workspace import Workspace
+from letta_cli.tools.messaging import ENUM_MAX_ID_CHARS
+from letta_cli.tools.registry import builtin_tools
 
 PER_MESSAGE = 3  # OpenAI chat format: tokens around each message
 REPLY_PRIMING = 3  # every reply is primed with <|start|>assistant<|message|>
@@ -177,7 +177,7 @@ def main() -> int:
         print(f"memory scaffolding: {r['memory_frame']} tokens of frame + {r['per_block']:.0f} per empty block")
         print(
             f"id enums are listed while the workspace's ids fit in {ENUM_MAX_ID_CHARS} characters "
-            f"(letta_cli.messaging.ENUM_MAX_ID_CHARS, 4 added per id):"
+            f"(letta_cli.tools.messaging.ENUM_MAX_ID_CHARS, 4 added per id):"
         )
         for w, what in (
             (alone, "the agent alone"),

@@ -1,5 +1,5 @@
 """Queue throughput: the full lifecycle (publish -> claim -> ack) of small durable messages through
-letta_cli.queue.Queue, against
+letta_cli.store.queue.Queue, against
 
   * the physical limit: one atomic durable file write (write + fsync + rename + fsync of the folder) of the
     same bytes, measured in the same run;
@@ -38,8 +38,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import PY, cleanup, header, measure_raw_writes, median, ms, ratio, scratch, us
 
-from letta_cli.models import Message
-from letta_cli.queue import Queue
+from letta_cli.core.models import Message
+from letta_cli.store.queue import Queue
 
 
 def sample_message(i: int) -> Message:

@@ -30,8 +30,8 @@ from startup import agents_argv
 MATCH_SCRIPT = """
 import json, sys, time
 t0 = time.perf_counter()
-from letta_cli.agents import AgentStore
-from letta_cli.workspace import Workspace
+from letta_cli.store.agents import AgentStore
+from letta_cli.store.workspace import Workspace
 t1 = time.perf_counter()
 store = AgentStore(Workspace.find(sys.argv[1]))
 cold = store.matching(["x"])

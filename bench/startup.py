@@ -63,7 +63,7 @@ def import_times(argv: list[str], env: dict[str, str]) -> dict[str, int]:
 
 
 GROUPS = [  # (label, module prefixes), first match wins
-    ("letta_cli.models + config (pydantic classes)", ("letta_cli.models", "letta_cli.config")),
+    ("letta_cli.core.models + config (pydantic classes)", ("letta_cli.core.models", "letta_cli.core.config")),
     ("letta_cli other modules", ("letta_cli",)),
     (
         "asyncio/concurrent/ssl (via scheduler, client)",

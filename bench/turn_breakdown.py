@@ -1,7 +1,7 @@
 """Where a turn's own cost goes: a diagnostic companion to turn_overhead.py (not one of the six benchmarks).
 
 Same set-up as turn_overhead.py (one agent, --history earlier turns, zero-latency model, drained with
-letta_cli.client.run_scheduler), with wall-clock timers wrapped around the scheduler's stages. The wrappers
+letta_cli.app.messaging.run_scheduler), with wall-clock timers wrapped around the scheduler's stages. The wrappers
 only time; they change nothing the code does. Stages that run on the scheduler's I/O threads (commit, apply)
 are timed there; the rest run on the event loop. Figures are per turn, medians over --rounds drains.
 
@@ -27,8 +27,12 @@ from _common import cleanup, header, make_workspace, measure_raw_writes, median,
 from broadcast import start_server
 from turn_overhead import prefill_history
 
-from letta_cli import agents, client, history, llm, messaging, queue, records, scheduler, trace, turn
-from letta_cli.workspace import Workspace
+from letta_cli.app import messaging as client
+from letta_cli.engine import scheduler, turn
+from letta_cli.model import client as llm
+from letta_cli.store import agents, history, queue, records, trace
+from letta_cli.store.workspace import Workspace
+from letta_cli.tools import messaging
 
 STAGES = [  # (owner, attribute, label); indentation shows what includes what
     (scheduler.Scheduler, "_pump", "loop: _pump (scan new/, peek, claim)"),
@@ -76,7 +80,7 @@ def instrument(acc: dict[str, float]) -> None:
     for owner, name, label in STAGES:
         setattr(owner, name, wrap(getattr(owner, name), label))
     # the tools captured narrow_schema when they were defined: point them at the timed one
-    from letta_cli.tools import builtin_tools
+    from letta_cli.tools.registry import builtin_tools
 
     for tool in builtin_tools().values():
         if getattr(tool, "specialize", None) is not None and tool.specialize.__name__ == "narrow_schema":

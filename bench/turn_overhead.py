@@ -4,18 +4,18 @@ limit of one atomic durable file write.
 Method. N messages go to ONE agent, so its turns run strictly one after another and the drain's wall time
 is the sum of the turns' costs (nothing overlaps). The model is the scripted FakeLLM (no delay) spoken to
 by the real openai SDK over HTTP on 127.0.0.1. Model time is excluded by subtracting, for each turn, the
-`duration_ms` of its `model_call` trace event (the SDK call as timed by letta_cli.llm, i.e. client + HTTP +
+`duration_ms` of its `model_call` trace event (the SDK call as timed by letta_cli.model.client, i.e. client + HTTP +
 server); as a cross-check the same number of identical requests is sent with a bare AsyncOpenAI client in
 the same run, and the script shows both. What is left is the scheduler's own work per turn: scan and claim,
 building the prompt (agent file, memory blocks, history window), the trace events, committing the turn
 record, appending the history, acking.
 
 The agent starts with --history turns (default 1,000) already in its history file, written with
-letta_cli.history.append_turn: an agent that has been talking for a while. The scheduler reads the tail of
+letta_cli.store.history.append_turn: an agent that has been talking for a while. The scheduler reads the tail of
 that file on every turn, so a fresh agent (--history 0) is cheaper for its first few hundred turns.
 
-Driven through the library as a user script would: letta_cli.client.publish, then
-letta_cli.client.run_scheduler(ws, "drain"). Publishing is timed separately (it is the producer's cost).
+Driven through the library as a user script would: letta_cli.app.messaging.publish, then
+letta_cli.app.messaging.run_scheduler(ws, "drain"). Publishing is timed separately (it is the producer's cost).
 The openai import is a one-time cost per process and is reported separately, not charged to the turns.
 
     .venv/bin/python bench/turn_overhead.py [--turns 300] [--rounds 3]
@@ -43,9 +43,11 @@ from _common import (
     start_fakellm,
 )
 
-from letta_cli import client, history
-from letta_cli.models import HistoryEntry, new_id
-from letta_cli.workspace import Workspace
+from letta_cli.app import messaging as client
+from letta_cli.core.ids import new_id
+from letta_cli.core.models import HistoryEntry
+from letta_cli.store import history
+from letta_cli.store.workspace import Workspace
 
 
 async def bare_sdk_calls(url: str, body: dict, n: int) -> float:

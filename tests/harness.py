@@ -53,22 +53,22 @@ def write_agent(
 
 def workspace(ws: Path):
     """The library's view of a workspace (imported lazily: the test process never sets crash variables)."""
-    from letta_cli.workspace import Workspace
+    from letta_cli.store.workspace import Workspace
 
     return Workspace(ws.resolve())
 
 
 def publish(ws: Path, agent: str, body: str) -> str:
     """Publish one message from the test process (library call); returns its id."""
-    from letta_cli import client
+    from letta_cli.app import messaging as client
 
     [msg] = client.publish(workspace(ws), [agent], body)
     return msg.id
 
 
 def shared_block(ws: Path, label: str, value: str = "", limit: int = 100_000) -> Path:
-    from letta_cli.memory import BlockStore
-    from letta_cli.models import Block
+    from letta_cli.core.models import Block
+    from letta_cli.store.blocks import BlockStore
 
     store = BlockStore(workspace(ws))
     store.create(Block(label=label, value=value, limit=limit))

@@ -12,12 +12,12 @@ from pathlib import Path
 
 import pytest
 
-from letta_cli.agentfile import import_agent_file, normalise_name, parse_agent_file, strip_credentials
-from letta_cli.agents import AgentStore, dump_agent
-from letta_cli.errors import StorageError
-from letta_cli.memory import BlockStore
-from letta_cli.models import AgentDef, Block, HistoryEntry
-from letta_cli.workspace import Workspace
+from letta_cli.app.agentfile import import_agent_file, normalise_name, parse_agent_file, strip_credentials
+from letta_cli.core.errors import StorageError
+from letta_cli.core.models import AgentDef, Block, HistoryEntry
+from letta_cli.store.agents import AgentStore, dump_agent
+from letta_cli.store.blocks import BlockStore
+from letta_cli.store.workspace import Workspace
 from tests.conftest import CLI, REPO, Result, fails
 
 REFERENCE = REPO / "tests" / "data" / "agent-files"

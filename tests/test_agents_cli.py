@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from letta_cli.config import WorkspaceConfig, load_config
-from letta_cli.errors import UsageError
-from letta_cli.names import check_name
+from letta_cli.core.config import WorkspaceConfig, load_config
+from letta_cli.core.errors import UsageError
+from letta_cli.core.names import check_name
 from tests.conftest import CLI, Result, fails
 
 # The Letta tag table: which agents a `match_all` tag query returns.
@@ -464,7 +464,7 @@ def test_list_does_not_import_the_model_client(offline_cli: CLI, ws: Path):
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     modules = {line.rsplit("|", 1)[-1].strip() for line in proc.stderr.splitlines() if line.startswith("import time")}
-    assert "letta_cli.agents" in modules  # the measurement really ran
+    assert "letta_cli.store.agents" in modules  # the measurement really ran
     assert not {m for m in modules if m.split(".")[0] in ("openai", "httpx")}
 
 

@@ -90,9 +90,9 @@ def template(tmp_path_factory) -> Path:
     (root / "agents.toml").write_text(FAST)
     write_agent(root, "alice", tags=["team"], shared=["notes"], blocks={"persona": "I am alice"})
     write_agent(root, "bob")
-    from letta_cli.agents import AgentStore
-    from letta_cli.memory import BlockStore
-    from letta_cli.models import Block
+    from letta_cli.core.models import Block
+    from letta_cli.store.agents import AgentStore
+    from letta_cli.store.blocks import BlockStore
 
     w = workspace(root)
     w.ensure_state()

@@ -9,10 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from letta_cli.agents import AgentStore, new_agent
-from letta_cli.memory import BlockStore
-from letta_cli.models import Block
-from letta_cli.workspace import Workspace
+from letta_cli.app.agents import new_agent
+from letta_cli.core.models import Block
+from letta_cli.store.agents import AgentStore
+from letta_cli.store.blocks import BlockStore
+from letta_cli.store.workspace import Workspace
 from tests.conftest import CLI, Result
 
 

@@ -27,8 +27,8 @@ PRODUCER = """
 import sys
 sys.path.insert(0, sys.argv[1])
 from pathlib import Path
-from letta_cli import client
-from letta_cli.workspace import Workspace
+from letta_cli.app import messaging as client
+from letta_cli.store.workspace import Workspace
 ws, p, n, agents = Workspace(Path(sys.argv[2])), int(sys.argv[3]), int(sys.argv[4]), sys.argv[5].split(",")
 for j in range(n):
     client.publish(ws, [agents[(p + j) % len(agents)]], f"p{p}-m{j}")

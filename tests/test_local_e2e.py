@@ -7,8 +7,8 @@ import json
 
 import pytest
 
-from letta_cli import localmodel
-from letta_cli.workspace import Workspace
+from letta_cli.model import local as localmodel
+from letta_cli.store.workspace import Workspace
 from tests.conftest import CLI, base_env
 
 pytest.importorskip("llama_cpp", reason="the local-model extra is not installed")

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from letta_cli import localmodel
-from letta_cli.workspace import Workspace
+from letta_cli.model import local as localmodel
+from letta_cli.store.workspace import Workspace
 from tests.conftest import CLI, REPO, base_env
 
 FORCED_TOOL = {
@@ -272,7 +272,7 @@ def test_a_record_naming_another_program_is_not_signalled(tmp_path):
 
 
 def test_is_available_is_cheap_and_does_not_import_llama_cpp():
-    code = "import sys, letta_cli.localmodel as m; m.is_available(); print('llama_cpp' in sys.modules)"
+    code = "import sys, letta_cli.model.local as m; m.is_available(); print('llama_cpp' in sys.modules)"
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env).stdout
     assert out.strip() == "False"

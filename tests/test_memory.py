@@ -14,11 +14,14 @@ from pathlib import Path
 
 import pytest
 
-from letta_cli.agents import AgentStore, new_agent
-from letta_cli.errors import Conflict, InvalidFile, NotFound, ToolError
-from letta_cli.memory import MEMORY_TOOLS, BlockStore, EditRefused, render_memory, run_memory_tool
-from letta_cli.models import AgentDef, Block
-from letta_cli.workspace import Workspace
+from letta_cli.app.agents import new_agent
+from letta_cli.core.errors import Conflict, InvalidFile, NotFound, ToolError
+from letta_cli.core.models import AgentDef, Block
+from letta_cli.engine.prompt import render_memory
+from letta_cli.store.agents import AgentStore
+from letta_cli.store.blocks import BlockStore, EditRefused
+from letta_cli.store.workspace import Workspace
+from letta_cli.tools.memory import MEMORY_TOOLS, run_memory_tool
 from tests.conftest import REPO
 
 
@@ -384,9 +387,9 @@ def test_only_the_last_50_edit_keys_are_kept(workspace, store, alice):
 def test_a_crash_after_the_write_then_a_replay_applies_the_edit_once(workspace, store, alice, ws: Path):
     """The process dies right after writing the block (before the log); the turn is replayed."""
     script = (
-        "import sys; from pathlib import Path; from letta_cli.workspace import Workspace;"
-        "from letta_cli.agents import AgentStore;"
-        "from letta_cli.memory import run_memory_tool;"
+        "import sys; from pathlib import Path; from letta_cli.store.workspace import Workspace;"
+        "from letta_cli.store.agents import AgentStore;"
+        "from letta_cli.tools.memory import run_memory_tool;"
         "ws = Workspace(Path(sys.argv[1])); agent = AgentStore(ws).get('alice');"
         "run_memory_tool(ws, agent, 'core_memory_append', {'label': 'team', 'content': 'once'}, edit_key='t:0')"
     )
@@ -400,8 +403,8 @@ def test_a_crash_after_the_write_then_a_replay_applies_the_edit_once(workspace, 
 
 def test_a_crash_mid_write_leaves_the_old_block_whole(store, alice, ws: Path):
     script = (
-        "import sys; from pathlib import Path; from letta_cli.workspace import Workspace;"
-        "from letta_cli.memory import BlockStore;"
+        "import sys; from pathlib import Path; from letta_cli.store.workspace import Workspace;"
+        "from letta_cli.store.blocks import BlockStore;"
         "BlockStore(Workspace(Path(sys.argv[1]))).edit('team', None, lambda b: 'half', actor='x', tool='t')"
     )
     env = {**os.environ, "PYTHONPATH": str(REPO), "LETTA_CLI_CRASH_AT": "during_atomic_write"}

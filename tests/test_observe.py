@@ -17,8 +17,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from letta_cli.models import derived_id, new_id
-from letta_cli.observe import parse_since
+from letta_cli.app.inspect import parse_since
+from letta_cli.core.ids import derived_id, new_id
 from tests.fakellm import call, error, text
 
 

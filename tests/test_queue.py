@@ -4,8 +4,8 @@ import json
 import os
 import time
 
-from letta_cli.models import Message
-from letta_cli.queue import Queue
+from letta_cli.core.models import Message
+from letta_cli.store.queue import Queue
 
 
 def make(tmp_path):

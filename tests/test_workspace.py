@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from letta_cli.config import CONFIG_TEMPLATE, Limits, Price, WorkspaceConfig, load_config
-from letta_cli.errors import UsageError
-from letta_cli.models import AgentDef, AgentLimits, AgentMemory, PrivateBlock, ToolRules
-from letta_cli.workspace import Workspace, init_workspace
+from letta_cli.core.config import CONFIG_TEMPLATE, Limits, Price, WorkspaceConfig, load_config
+from letta_cli.core.errors import UsageError
+from letta_cli.core.models import AgentDef, AgentLimits, AgentMemory, PrivateBlock, ToolRules
+from letta_cli.store.workspace import Workspace, init_workspace
 
 
 @pytest.fixture(autouse=True)

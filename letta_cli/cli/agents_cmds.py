@@ -12,14 +12,15 @@ from typing import Annotated
 import typer
 from pydantic import ValidationError
 
-from letta_cli.agents import AgentStore, dump_agent, new_agent, parse_agent_file, parse_assignments
+from letta_cli.app.agents import new_agent, parse_assignments
 from letta_cli.cli.common import G, err_console, out, print_json, read_message, table, warn, workspace
-from letta_cli.config import describe_validation
-from letta_cli.errors import InvalidFile, UsageError
-from letta_cli.fsio import atomic_write
-from letta_cli.models import AgentDef
-from letta_cli.names import split_csv
-from letta_cli.workspace import init_workspace
+from letta_cli.core.config import describe_validation
+from letta_cli.core.errors import InvalidFile, UsageError
+from letta_cli.core.models import AgentDef
+from letta_cli.core.names import split_csv
+from letta_cli.store.agents import AgentStore, dump_agent, parse_agent_file
+from letta_cli.store.fsio import atomic_write
+from letta_cli.store.workspace import init_workspace
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON (stable format, see docs/cli.md).")]
 TagOpt = Annotated[list[str] | None, typer.Option("--tag", "-t", help="A tag; repeat or use a,b.")]

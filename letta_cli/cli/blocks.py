@@ -10,10 +10,11 @@ from typing import Annotated
 import typer
 
 from letta_cli.cli.common import out, print_json, read_message, table, warn, workspace
-from letta_cli.errors import InvalidFile, UsageError
-from letta_cli.memory import BlockStore, EditRefused, render_memory
-from letta_cli.models import Block
-from letta_cli.names import check_name
+from letta_cli.core.errors import InvalidFile, UsageError
+from letta_cli.core.models import Block
+from letta_cli.core.names import check_name
+from letta_cli.engine.prompt import render_memory
+from letta_cli.store.blocks import BlockStore, EditRefused
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON (stable format, see docs/memory.md).")]
 AgentOpt = Annotated[

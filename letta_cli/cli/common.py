@@ -13,8 +13,8 @@ if TYPE_CHECKING:
     from rich.console import Console
     from rich.table import Table
 
-from letta_cli.errors import UsageError
-from letta_cli.workspace import Workspace
+from letta_cli.core.errors import UsageError
+from letta_cli.store.workspace import Workspace
 
 
 @dataclass

@@ -27,6 +27,6 @@ def register(app: typer.Typer) -> None:
           agents demo
           OPENAI_API_KEY=sk-... agents demo --model gpt-4o-mini --dir ./demo
         """
-        from letta_cli.demo import run_demo
+        from letta_cli.app.demo import run_demo
 
         run_demo(directory, model)

@@ -1,4 +1,4 @@
-"""Seeing what happened: history, trace, usage, queue, status. Thin shells over letta_cli.observe."""
+"""Seeing what happened: history, trace, usage, queue, status. Thin shells over letta_cli.app.inspect."""
 
 from __future__ import annotations
 
@@ -13,13 +13,13 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from letta_cli.cli.common import err_console, lazy, out, print_json, table, workspace
-from letta_cli.errors import NotFound, UsageError
-from letta_cli.workspace import Workspace
+from letta_cli.core.errors import NotFound, UsageError
+from letta_cli.store.workspace import Workspace
 
 if TYPE_CHECKING:
     from rich.tree import Tree
 
-observe = lazy("letta_cli.observe")
+observe = lazy("letta_cli.app.inspect")
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON (stable format, see docs/observability.md).")]
 FOLLOW_POLL_SECONDS = 0.2
@@ -389,7 +389,7 @@ def register(app: typer.Typer) -> None:
         ws = workspace()
         report = observe.usage(ws, name, observe.parse_since(since) if since else None)
         if name is not None and not report["agents"]:
-            from letta_cli.agents import AgentStore
+            from letta_cli.store.agents import AgentStore
 
             if not AgentStore(ws).exists(name):
                 raise NotFound(f"no agent named {name!r} and no usage for it")

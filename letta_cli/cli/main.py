@@ -10,7 +10,7 @@ from typing import Annotated
 import typer
 
 from letta_cli.cli.common import G, warn
-from letta_cli.errors import AgentsError
+from letta_cli.core.errors import AgentsError
 
 app = typer.Typer(
     name="agents",

@@ -6,14 +6,14 @@ from typing import Annotated
 
 import typer
 
-from letta_cli.agents import AgentStore
 from letta_cli.cli.common import G, info, lazy, out, print_json, read_message, table, workspace
-from letta_cli.errors import ModelFailure, NotFound, UsageError, WaitTimeout
-from letta_cli.models import USER, TurnRecord
-from letta_cli.names import split_csv
+from letta_cli.core.errors import ModelFailure, NotFound, UsageError, WaitTimeout
+from letta_cli.core.models import USER, TurnRecord
+from letta_cli.core.names import split_csv
+from letta_cli.store.agents import AgentStore
 
-client = lazy("letta_cli.client")
-progress_view = lazy("letta_cli.progress")
+client = lazy("letta_cli.app.messaging")
+progress_view = lazy("letta_cli.app.progress")
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON (stable format, see docs/cli.md).")]
 TimeoutOpt = Annotated[

@@ -7,12 +7,12 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from letta_cli.cli.common import info, lazy, out, print_json, warn, workspace
-from letta_cli.workspace import Workspace
+from letta_cli.store.workspace import Workspace
 
 if TYPE_CHECKING:
-    from letta_cli.localmodel import ServerInfo
+    from letta_cli.model.local import ServerInfo
 
-localmodel = lazy("letta_cli.localmodel")
+localmodel = lazy("letta_cli.model.local")
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON (stable format, see docs/local-model.md).")]
 

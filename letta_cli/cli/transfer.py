@@ -1,6 +1,6 @@
 """Letta Agent Files (.af): import and export.
 
-letta_cli.agentfile is imported inside the commands: its models cost startup time every other command would pay.
+letta_cli.app.agentfile is imported inside the commands: its models cost startup time every other command would pay.
 """
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ from typing import Annotated, Any
 import typer
 
 from letta_cli.cli.common import out, print_json, warn, workspace
-from letta_cli.errors import Conflict
-from letta_cli.fsio import atomic_write
+from letta_cli.core.errors import Conflict
+from letta_cli.store.fsio import atomic_write
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON (stable format, see docs/agent-files.md).")]
 HistoryOpt = Annotated[bool, typer.Option("--with-history", help="Carry the agents' conversations too.")]
@@ -43,7 +43,7 @@ def register(app: typer.Typer) -> None:
           agents import team.af --prefix copy- --rename "Customer Service=support" --with-history
           curl -s https://example.org/agent.af | agents import -
         """
-        from letta_cli.agentfile import (
+        from letta_cli.app.agentfile import (
             MAX_FILE_BYTES,
             import_agent_file,
             parse_agent_file,
@@ -94,7 +94,7 @@ def register(app: typer.Typer) -> None:
           agents export researcher > researcher.af
           agents export boss worker-1 worker-2 -o team.af --with-history
         """
-        from letta_cli.agentfile import dump_agent_file, export_agents
+        from letta_cli.app.agentfile import dump_agent_file, export_agents
 
         doc = export_agents(workspace(), names, with_history=with_history)
         text = dump_agent_file(doc)

@@ -7,66 +7,22 @@ mid-turn) and are keyed by (message, tool call) so a replayed turn does not appl
 
 from __future__ import annotations
 
-import hashlib
-import json
 import time
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from letta_cli import history
-from letta_cli.config import Limits
-from letta_cli.errors import ToolError
-from letta_cli.llm import Endpoint, ModelClient
-from letta_cli.messaging import inbound_text
-from letta_cli.models import AgentDef, HistoryEntry, Message, TurnRecord, Usage, now
-from letta_cli.tools import clip_result, enabled_tools, parse_arguments
-from letta_cli.trace import Trace, clip
-from letta_cli.workspace import Workspace
-
-if TYPE_CHECKING:
-    from letta_cli.scheduler import Scheduler
-
-IDENTITY = 'You are agent "{name}" in a multi-agent workspace; other agents address you by this id.'
-
-
-@dataclass
-class TurnContext:
-    ws: Workspace
-    scheduler: Scheduler
-    agent: AgentDef
-    message: Message
-    limits: Limits
-    attempts: int
-    trace: Trace
-    replies: list[str] = field(default_factory=list)
-    outbox: list[Message] = field(default_factory=list)
-    usage: Usage = field(default_factory=Usage)
-    _seq: int = 0
-    _edits: int = 0
-
-    def next_seq(self) -> int:
-        self._seq += 1
-        return self._seq - 1
-
-    def edit_key(self, tool: str, args: dict[str, Any]) -> str:
-        """Names one memory edit of this turn: a replay making the same call is a no-op, a different call
-        (models are not deterministic) is a new edit."""
-        self._edits += 1
-        call = hashlib.blake2b(json.dumps([tool, args], sort_keys=True, default=str).encode(), digest_size=6)
-        return f"{self.message.id}:{self._edits}:{call.hexdigest()}"
-
-
-def system_prompt(ws: Workspace, agent: AgentDef) -> str:
-    """Rebuilt for every model call, so a block edited by another agent is seen at once."""
-    from letta_cli import memory
-
-    parts = [agent.system.strip(), IDENTITY.format(name=agent.name)]
-    if agent.description:
-        parts[-1] += f" Your role: {agent.description}"
-    blocks = memory.BlockStore(ws).for_agent(agent)
-    if blocks:
-        parts.append(memory.render_memory(blocks))
-    return "\n\n".join(parts)
+from letta_cli.core.errors import ToolError
+from letta_cli.core.faults import crashpoint
+from letta_cli.core.ids import now
+from letta_cli.core.models import HistoryEntry, TurnRecord
+from letta_cli.engine.prompt import system_prompt
+from letta_cli.model.client import ModelClient
+from letta_cli.model.endpoint import Endpoint
+from letta_cli.ports import TurnContext
+from letta_cli.store import history
+from letta_cli.store.trace import clip
+from letta_cli.tools.base import clip_result, parse_arguments
+from letta_cli.tools.messaging import inbound_text
+from letta_cli.tools.registry import enabled_tools
 
 
 def entry(ctx: TurnContext, seq: int, role: str, **fields: Any) -> HistoryEntry:
@@ -95,12 +51,10 @@ async def run_turn(ctx: TurnContext, client: ModelClient, endpoint: Endpoint) ->
         first = ctx.message.force_tool or agent.tool_rules.first
         if step == 0 and first in tools:
             tool_choice = {"type": "function", "function": {"name": first}}
-        async with ctx.scheduler.model_slot():
+        async with ctx.runtime.model_slot():
             result = await client.complete(
                 endpoint, request, schemas if offer_tools else [], tool_choice, agent.temperature, limits.max_tokens
             )
-        from letta_cli.faults import crashpoint
-
         crashpoint("after_model_call")
         ctx.usage.add(result.usage)
         ctx.trace.emit(
@@ -116,7 +70,7 @@ async def run_turn(ctx: TurnContext, client: ModelClient, endpoint: Endpoint) ->
             tool_calls=[c["function"]["name"] for c in result.tool_calls],
             attempt=ctx.attempts,
         )
-        ctx.scheduler.charge(ctx, result.usage)
+        ctx.runtime.charge(ctx, result.usage)
         if not result.tool_calls:
             text = (result.content or "").strip()
             if not text and offer_tools and schemas and step + 1 < limits.max_steps:

@@ -24,9 +24,10 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from letta_cli.faults import crashpoint, failpoint
-from letta_cli.fsio import atomic_write, atomic_write_json, ensure_dir, fsync_dir, storage_errors, write_tmp
-from letta_cli.models import Message, now
+from letta_cli.core.faults import crashpoint, failpoint
+from letta_cli.core.ids import now
+from letta_cli.core.models import Message
+from letta_cli.store.fsio import atomic_write, atomic_write_json, ensure_dir, fsync_dir, storage_errors, write_tmp
 
 FOLDERS = ("tmp", "new", "cur", "dead", "corrupt")
 NAME_RE = re.compile(r"^(?P<id>[0-9a-f-]{36})(?:\.a(?P<attempts>\d+))?\.json$")

@@ -15,9 +15,9 @@ from datetime import datetime
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
-from letta_cli.models import Message
-from letta_cli.observe import Follower, call_summary, one_line
-from letta_cli.workspace import Workspace
+from letta_cli.app.inspect import Follower, call_summary, one_line
+from letta_cli.core.models import Message
+from letta_cli.store.workspace import Workspace
 
 if TYPE_CHECKING:
     from rich.text import Text

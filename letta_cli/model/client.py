@@ -13,29 +13,12 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from letta_cli.core.errors import ModelFailure
+from letta_cli.core.models import Usage
+from letta_cli.model.endpoint import Endpoint, NoEndpoint
+
 if TYPE_CHECKING:
     from openai import AsyncOpenAI
-
-from letta_cli.config import DEFAULT_MODEL
-from letta_cli.errors import AgentsError, ModelFailure
-from letta_cli.models import AgentDef, Usage
-from letta_cli.workspace import Workspace
-
-NO_KEY = "not-needed"  # compatible servers often need no key, but the SDK insists on one
-
-
-class NoEndpoint(AgentsError):
-    exit_code = ModelFailure.exit_code
-
-
-@dataclass(frozen=True)
-class Endpoint:
-    model: str
-    base_url: str | None
-    api_key: str
-
-    def __repr__(self) -> str:  # never print the key
-        return f"Endpoint(model={self.model!r}, base_url={self.base_url!r})"
 
 
 @dataclass
@@ -44,37 +27,6 @@ class Completion:
     tool_calls: list[dict[str, Any]]  # [{"id", "type": "function", "function": {"name", "arguments"}}]
     usage: Usage
     duration: float
-
-
-def resolve_endpoint(ws: Workspace, agent: AgentDef) -> Endpoint:
-    """Agent file, then agents.toml, then OPENAI_* variables; "local" (or nothing configured but the local
-    extra installed) means the embedded model server."""
-    cfg = ws.config
-    key_env = agent.api_key_env or cfg.api_key_env
-    api_key = os.environ.get(key_env) or ""
-    base_url = agent.base_url or cfg.base_url or os.environ.get("OPENAI_BASE_URL") or None
-    model = agent.model or cfg.model or os.environ.get("AGENTS_MODEL")
-    auto_local = model is None and not api_key and not base_url and not os.environ.get("AGENTS_NO_LOCAL_DEFAULT")
-    if model == "local" or (auto_local and _local_available()):
-        from letta_cli import localmodel
-
-        url, local_name = localmodel.ensure_server(ws)
-        return Endpoint(local_name, url, NO_KEY)
-    if not api_key and not base_url:
-        raise NoEndpoint(
-            f"no model endpoint for agent {agent.name!r}: set {key_env} (OpenAI), or OPENAI_BASE_URL "
-            "(any OpenAI-compatible server), or install the local model with `scripts/setup.sh` "
-            'and use model = "local"'
-        )
-    return Endpoint(model or DEFAULT_MODEL, base_url, api_key or NO_KEY)
-
-
-def _local_available() -> bool:
-    try:
-        from letta_cli import localmodel
-    except ImportError:
-        return False
-    return localmodel.is_available()
 
 
 class ModelClient:

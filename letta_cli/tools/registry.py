@@ -6,46 +6,11 @@ message is returned to the model as the tool's result, and the turn goes on.
 
 from __future__ import annotations
 
-import json
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from letta_cli.errors import ToolError
-
-if TYPE_CHECKING:
-    from letta_cli.turn import TurnContext
-
-Handler = Callable[["TurnContext", dict[str, Any]], Awaitable[str]]
-MAX_RESULT_CHARS = 8000
-
-
-@dataclass(frozen=True)
-class Tool:
-    name: str
-    schema: dict[str, Any]
-    handler: Handler
-    # narrows the schema for one turn (e.g. to the agent ids that exist), so grammar-constrained servers
-    # such as llama.cpp can only produce valid arguments
-    specialize: Callable[[TurnContext, dict[str, Any]], dict[str, Any]] | None = None
-
-
-def function_schema(name: str, description: str, properties: dict[str, Any], required: list[str]) -> dict[str, Any]:
-    return {
-        "type": "function",
-        "function": {
-            "name": name,
-            "description": description,
-            "parameters": {"type": "object", "properties": properties, "required": required},
-        },
-    }
-
-
-def require_str(args: dict[str, Any], key: str) -> str:
-    value = args.get(key)
-    if not isinstance(value, str):
-        raise ToolError(f"argument {key!r} must be a string")
-    return value
+from letta_cli.ports import TurnContext
+from letta_cli.tools import memory, messaging
+from letta_cli.tools.base import Handler, Tool, function_schema, require_str
 
 
 async def _send_message(ctx: TurnContext, args: dict[str, Any]) -> str:
@@ -55,8 +20,6 @@ async def _send_message(ctx: TurnContext, args: dict[str, Any]) -> str:
 
 def _memory_tool(name: str) -> Handler:
     async def handler(ctx: TurnContext, args: dict[str, Any]) -> str:
-        from letta_cli import memory
-
         return memory.run_memory_tool(ctx.ws, ctx.agent, name, args, edit_key=ctx.edit_key(name, args))
 
     return handler
@@ -75,8 +38,6 @@ def narrow_label(ctx: TurnContext, schema: dict[str, Any]) -> dict[str, Any]:
 
 
 def _registry() -> dict[str, Tool]:
-    from letta_cli import memory, messaging
-
     tools = [
         Tool(
             "send_message",
@@ -111,23 +72,3 @@ def enabled_tools(agent_tools: list[str] | None, disabled: list[str]) -> dict[st
     registry = builtin_tools()
     names = list(registry) if agent_tools is None else [n for n in agent_tools if n in registry]
     return {n: registry[n] for n in names if n not in disabled}
-
-
-def parse_arguments(raw: str) -> dict[str, Any]:
-    if not raw or not raw.strip():
-        return {}
-    try:
-        args = json.loads(raw)
-    except ValueError as exc:
-        raise ToolError(f"the arguments are not valid JSON ({getattr(exc, 'msg', exc)}); send a JSON object") from None
-    except RecursionError:
-        raise ToolError("the arguments are nested too deeply; send a flat JSON object") from None
-    if not isinstance(args, dict):
-        raise ToolError("the arguments must be a JSON object")
-    return args
-
-
-def clip_result(text: str) -> str:
-    if len(text) <= MAX_RESULT_CHARS:
-        return text
-    return text[:MAX_RESULT_CHARS] + f"... [{len(text) - MAX_RESULT_CHARS} more chars cut]"

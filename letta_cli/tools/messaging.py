@@ -8,16 +8,15 @@ from __future__ import annotations
 
 import difflib
 import json
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from letta_cli.agents import AgentStore
-from letta_cli.errors import ToolError
-from letta_cli.models import Message, MessageKind, derived_id
-from letta_cli.names import is_valid_name
-from letta_cli.tools import function_schema, require_str
-
-if TYPE_CHECKING:
-    from letta_cli.turn import TurnContext
+from letta_cli.core.errors import ToolError
+from letta_cli.core.ids import derived_id
+from letta_cli.core.models import Message, MessageKind
+from letta_cli.core.names import is_valid_name
+from letta_cli.ports import TurnContext
+from letta_cli.store.agents import AgentStore
+from letta_cli.tools.base import function_schema, require_str
 
 ASYNC_PREFIX = (
     "[Incoming message from agent with ID '{sender}' - this is a one-way notification; if you need to "
@@ -79,7 +78,7 @@ async def send_message_to_agent_and_wait_for_reply(ctx: TurnContext, args: dict[
     target = resolve_agent(ctx, args.get("other_agent_id"))
     if target == ctx.agent.name:
         raise ToolError("you cannot wait for a reply from yourself: that would deadlock")
-    record = await ctx.scheduler.request(ctx, outgoing(ctx, target, body, "request"))
+    record = await ctx.runtime.request(ctx, outgoing(ctx, target, body, "request"))
     if record.status != "ok":
         raise ToolError(f"agent {target!r} could not answer: {record.error or record.status}")
     return json.dumps({"agent_id": target, "response": record.reply or ["<no response>"]}, ensure_ascii=False)
@@ -96,7 +95,7 @@ async def send_message_to_agents_matching_all_tags(ctx: TurnContext, args: dict[
         raise ToolError("argument 'tags' is empty: give at least one tag (an empty list matches nobody)")
     matched = [a.name for a in AgentStore(ctx.ws).matching(tags).agents if a.name != ctx.agent.name]
     messages = [outgoing(ctx, name, body, "broadcast") for name in matched]
-    results = await ctx.scheduler.gather(ctx, messages, ctx.limits.broadcast_concurrency)
+    results = await ctx.runtime.gather(ctx, messages, ctx.limits.broadcast_concurrency)
     out: list[dict[str, Any]] = []
     for message, outcome in zip(messages, results, strict=True):
         if isinstance(outcome, str):

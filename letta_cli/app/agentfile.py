@@ -22,13 +22,14 @@ from urllib.parse import urlsplit, urlunsplit
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from letta_cli import __version__
-from letta_cli.agents import AgentStore
-from letta_cli.config import DEFAULT_MODEL, describe_validation
-from letta_cli.errors import Conflict, InvalidFile, NotFound, UsageError
-from letta_cli.fsio import atomic_write, read_json_lines
-from letta_cli.models import USER, AgentDef, Block, HistoryEntry, PrivateBlock, new_id, now
-from letta_cli.names import NAME_RULE, check_name, is_valid_name
-from letta_cli.workspace import Workspace
+from letta_cli.core.config import DEFAULT_MODEL, describe_validation
+from letta_cli.core.errors import Conflict, InvalidFile, NotFound, UsageError
+from letta_cli.core.ids import new_id, now
+from letta_cli.core.models import USER, AgentDef, Block, HistoryEntry, PrivateBlock
+from letta_cli.core.names import NAME_RULE, check_name, is_valid_name
+from letta_cli.store.agents import AgentStore
+from letta_cli.store.fsio import atomic_write, read_json_lines
+from letta_cli.store.workspace import Workspace
 
 MAX_FILE_BYTES = 64 * 1024 * 1024  # far above any real agent file, far below what hurts
 MAX_BLOCK_CHARS = 1_000_000  # the largest block limit we accept (models.Block)
@@ -59,7 +60,7 @@ HISTORY_ROLES = {"system", "user", "assistant", "tool"}
 
 
 def builtin_tool_names() -> list[str]:
-    from letta_cli.tools import builtin_tools
+    from letta_cli.tools.registry import builtin_tools
 
     return list(builtin_tools())
 
@@ -401,7 +402,7 @@ class _Planner:
         return limit, value
 
     def memory(self, a: AfAgent, name: str, shared_ids: set[str], shared: dict[str, tuple[str, Block]]) -> dict:
-        from letta_cli.memory import BlockStore
+        from letta_cli.store.blocks import BlockStore
 
         store = BlockStore(self.ws)
         private: dict[str, dict] = {}
@@ -653,7 +654,7 @@ def plan_import(
 
 def apply_import(ws: Workspace, plan: ImportPlan) -> ImportResult:
     """Write a checked plan: shared blocks, then agent files, then histories; on any failure, undo."""
-    from letta_cli.memory import BlockStore
+    from letta_cli.store.blocks import BlockStore
 
     store, agents = BlockStore(ws), AgentStore(ws)
     fresh = [d for d in (ws.agents_dir, ws.state_dir) if not d.exists()]
@@ -711,7 +712,7 @@ def import_agent_file(
 
 class _Exporter:
     def __init__(self, ws: Workspace):
-        from letta_cli.memory import BlockStore
+        from letta_cli.store.blocks import BlockStore
 
         self.ws = ws
         self.store = BlockStore(ws)
@@ -720,7 +721,7 @@ class _Exporter:
         self.tools: list[dict] = []
         self.tool_ids: dict[str, str] = {}
         self.message_count = 0
-        from letta_cli.tools import builtin_tools
+        from letta_cli.tools.registry import builtin_tools
 
         self.registry = builtin_tools()
 

@@ -18,15 +18,16 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from letta_cli.agents import AgentStore
-from letta_cli.errors import Conflict, NotFound, UsageError
-from letta_cli.fsio import read_json_lines
-from letta_cli.history import tail
-from letta_cli.models import USER, now
-from letta_cli.queue import NAME_RE, Queue
-from letta_cli.records import TurnRecords
-from letta_cli.trace import Trace, clip
-from letta_cli.workspace import Workspace
+from letta_cli.core.errors import Conflict, NotFound, UsageError
+from letta_cli.core.ids import now
+from letta_cli.core.models import USER
+from letta_cli.store.agents import AgentStore
+from letta_cli.store.fsio import read_json_lines
+from letta_cli.store.history import tail
+from letta_cli.store.queue import NAME_RE, Queue
+from letta_cli.store.records import TurnRecords
+from letta_cli.store.trace import Trace, clip
+from letta_cli.store.workspace import Workspace
 
 # ------------------------------------------------------------------------------------------------ history
 
@@ -578,7 +579,7 @@ def scheduler_pid(ws: Workspace) -> int | None:
 
 
 def status(ws: Workspace) -> dict:
-    from letta_cli.client import scheduler_running
+    from letta_cli.app.messaging import scheduler_running
 
     running = ws.state_dir.is_dir() and scheduler_running(ws)
     depths = Queue(ws.queue_dir).depths()

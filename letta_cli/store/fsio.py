@@ -15,8 +15,8 @@ import secrets
 from collections.abc import Iterator
 from pathlib import Path
 
-from letta_cli.errors import StorageError
-from letta_cli.faults import crashpoint, failpoint
+from letta_cli.core.errors import StorageError
+from letta_cli.core.faults import crashpoint, failpoint
 
 FILE_MODE = 0o600
 DIR_MODE = 0o700

@@ -11,8 +11,9 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from letta_cli.fsio import append_line, read_json_lines
-from letta_cli.models import Message, now
+from letta_cli.core.ids import now
+from letta_cli.core.models import Message
+from letta_cli.store.fsio import append_line, read_json_lines
 
 TRACE_VERSION = 1
 

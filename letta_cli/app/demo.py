@@ -16,8 +16,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from letta_cli.errors import AgentsError
-from letta_cli.workspace import Workspace
+from letta_cli.core.errors import AgentsError
+from letta_cli.store.workspace import Workspace
 
 BROADCAST = "send_message_to_agents_matching_all_tags"
 WAIT = "send_message_to_agent_and_wait_for_reply"
@@ -138,7 +138,7 @@ def run_demo(directory: Path | None, model: str | None, echo: Callable[[str], No
         raise DemoFailed(f"{directory} is not empty; the demo needs a fresh folder")
     chosen = model or default_model()
     if chosen == "local":
-        from letta_cli import localmodel
+        from letta_cli.model import local as localmodel
 
         if not localmodel.is_available():
             raise DemoFailed(
@@ -151,7 +151,7 @@ def run_demo(directory: Path | None, model: str | None, echo: Callable[[str], No
         demo.run()
     finally:
         if chosen == "local":
-            from letta_cli import localmodel
+            from letta_cli.model import local as localmodel
 
             localmodel.stop(_ws(root))
     return root

@@ -13,16 +13,17 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
-from letta_cli.agents import AgentStore
-from letta_cli.errors import Conflict, StorageError, UsageError, WaitTimeout
-from letta_cli.fsio import atomic_write, locked
-from letta_cli.models import USER, Message, MessageKind, TurnRecord, new_id
-from letta_cli.queue import Queue
-from letta_cli.records import TurnRecords
-from letta_cli.scheduler import Mode, Scheduler
-from letta_cli.tools import builtin_tools
-from letta_cli.trace import Listener, Trace
-from letta_cli.workspace import Workspace
+from letta_cli.core.errors import Conflict, StorageError, UsageError, WaitTimeout
+from letta_cli.core.ids import new_id
+from letta_cli.core.models import USER, Message, MessageKind, TurnRecord
+from letta_cli.engine.scheduler import Mode, Scheduler
+from letta_cli.store.agents import AgentStore
+from letta_cli.store.fsio import atomic_write, locked
+from letta_cli.store.queue import Queue
+from letta_cli.store.records import TurnRecords
+from letta_cli.store.trace import Listener, Trace
+from letta_cli.store.workspace import Workspace
+from letta_cli.tools.registry import builtin_tools
 
 WAIT_POLL_SECONDS = 0.05
 

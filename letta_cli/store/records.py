@@ -10,8 +10,8 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from letta_cli.fsio import atomic_write
-from letta_cli.models import TurnRecord
+from letta_cli.core.models import TurnRecord
+from letta_cli.store.fsio import atomic_write
 
 
 class TurnRecords:

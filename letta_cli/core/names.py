@@ -2,7 +2,7 @@
 
 import re
 
-from letta_cli.errors import UsageError
+from letta_cli.core.errors import UsageError
 
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 NAME_RULE = "lowercase letters, digits, '-' and '_', at most 64 characters, starting with a letter or digit"

@@ -16,12 +16,12 @@ from typing import Any
 import tomli_w
 from pydantic import ValidationError
 
-from letta_cli.config import describe_validation, load_toml
-from letta_cli.errors import Conflict, InvalidFile, NotFound, UsageError
-from letta_cli.fsio import atomic_write
-from letta_cli.models import AgentDef
-from letta_cli.names import check_name
-from letta_cli.workspace import Workspace
+from letta_cli.core.config import describe_validation, load_toml
+from letta_cli.core.errors import Conflict, InvalidFile, NotFound
+from letta_cli.core.models import AgentDef
+from letta_cli.core.names import check_name
+from letta_cli.store.fsio import atomic_write
+from letta_cli.store.workspace import Workspace
 
 # (path) -> (mtime_ns, size, AgentDef): parsing 10,000 TOML files is the cost worth avoiding
 _cache: dict[Path, tuple[int, int, AgentDef]] = {}
@@ -147,50 +147,3 @@ class AgentStore:
             raise NotFound(f"no agent named {name!r}{self.suggest(name)}")
         path.unlink()
         return path
-
-
-def new_agent(
-    name: str,
-    *,
-    model: str | None = None,
-    system: str | None = None,
-    description: str = "",
-    tags: list[str] | None = None,
-    memory: dict[str, str] | None = None,
-    shared: list[str] | None = None,
-    first_tool: str | None = None,
-    tools: list[str] | None = None,
-) -> AgentDef:
-    """Build (and validate) a definition from the `agents create` options; bad options are usage errors."""
-    check_name(name)
-    from letta_cli.tools import builtin_tools
-
-    known = builtin_tools()
-    for tool in [*(tools or []), *([first_tool] if first_tool else [])]:
-        if tool not in known:
-            raise UsageError(f"unknown tool {tool!r}; built-in tools: {', '.join(known)}")
-    data: dict = {"name": name, "description": description, "tags": tags or []}
-    if model:
-        data["model"] = model
-    if system is not None:
-        data["system"] = system
-    data["memory"] = {"blocks": {k: {"value": v} for k, v in (memory or {}).items()}, "shared": shared or []}
-    if first_tool:
-        data["tool_rules"] = {"first": first_tool}
-    if tools is not None:
-        data["tools"] = tools
-    try:
-        return AgentDef.model_validate(data)
-    except ValidationError as exc:
-        raise UsageError(describe_validation(f"agent {name!r}", exc)) from None
-
-
-def parse_assignments(items: list[str], what: str) -> dict[str, str]:
-    """['persona=I am X', ...] -> {'persona': 'I am X'}"""
-    out: dict[str, str] = {}
-    for item in items:
-        label, sep, value = item.partition("=")
-        if not sep:
-            raise UsageError(f"{what} must look like LABEL=VALUE, got {item!r}")
-        out[check_name(label.strip(), "block label")] = value
-    return out

@@ -8,8 +8,8 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from letta_cli.fsio import append_line
-from letta_cli.models import HistoryEntry
+from letta_cli.core.models import HistoryEntry
+from letta_cli.store.fsio import append_line
 
 TAIL_CHUNK = 256 * 1024
 

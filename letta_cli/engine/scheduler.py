@@ -17,17 +17,20 @@ from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from typing import Literal
 
-from letta_cli import history
-from letta_cli.agents import AgentStore
-from letta_cli.errors import AgentsError, StorageError, ToolError
-from letta_cli.faults import crashpoint
-from letta_cli.llm import ModelClient, describe, is_permanent, redact, resolve_endpoint
-from letta_cli.models import Message, TurnRecord, Usage
-from letta_cli.queue import Claimed, Entry, Queue, sweep_temp_files
-from letta_cli.records import TurnRecords
-from letta_cli.trace import Trace
-from letta_cli.turn import TurnContext, run_turn
-from letta_cli.workspace import Workspace
+from letta_cli.core.errors import AgentsError, StorageError, ToolError
+from letta_cli.core.faults import crashpoint
+from letta_cli.core.models import Message, TurnRecord, Usage
+from letta_cli.engine.turn import run_turn
+from letta_cli.engine.waits import WaitsFor
+from letta_cli.model.client import ModelClient, describe, is_permanent, redact
+from letta_cli.model.endpoint import resolve_endpoint
+from letta_cli.ports import TurnContext
+from letta_cli.store import history
+from letta_cli.store.agents import AgentStore
+from letta_cli.store.queue import Claimed, Entry, Queue, sweep_temp_files
+from letta_cli.store.records import TurnRecords
+from letta_cli.store.trace import Trace
+from letta_cli.store.workspace import Workspace
 
 Mode = Literal["drain", "watch", "until"]
 POLL_SECONDS = 0.05  # how often new/ is looked at for messages from other processes
@@ -35,37 +38,6 @@ POLL_SECONDS = 0.05  # how often new/ is looked at for messages from other proce
 
 class BudgetExceeded(Exception):
     """A chain (or an agent within it) used up its token budget: the chain stops."""
-
-
-class WaitsFor:
-    """Which agent's turn waits on which; a new edge that closes a cycle would deadlock, so it is refused."""
-
-    def __init__(self) -> None:
-        self.edges: Counter[tuple[str, str]] = Counter()
-
-    def reaches(self, start: str, goal: str) -> bool:
-        seen, stack = set(), [start]
-        while stack:
-            node = stack.pop()
-            if node == goal:
-                return True
-            if node not in seen:
-                seen.add(node)
-                stack.extend(b for (a, b), n in self.edges.items() if a == node and n > 0)
-        return False
-
-    def add(self, waiter: str, target: str) -> None:
-        if waiter == target or self.reaches(target, waiter):
-            raise ToolError(
-                f"refused: {target!r} is already waiting (directly or through others) on {waiter!r}, so waiting "
-                "for its reply would deadlock; use send_message_to_agent_async instead"
-            )
-        self.edges[(waiter, target)] += 1
-
-    def remove(self, waiter: str, target: str) -> None:
-        self.edges[(waiter, target)] -= 1
-        if self.edges[(waiter, target)] <= 0:
-            del self.edges[(waiter, target)]
 
 
 class Scheduler:

@@ -1,0 +1,4 @@
+"""core: errors, names, ids, settings and the pydantic models of every on-disk format.
+
+May import nothing of letta_cli: everything else builds on it.
+"""

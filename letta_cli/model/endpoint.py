@@ -1,0 +1,59 @@
+"""Which endpoint an agent's model calls go to: agent file, then agents.toml, then OPENAI_* variables, else
+the embedded local model."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+from letta_cli.core.config import DEFAULT_MODEL
+from letta_cli.core.errors import AgentsError, ModelFailure
+from letta_cli.core.models import AgentDef
+from letta_cli.store.workspace import Workspace
+
+NO_KEY = "not-needed"  # compatible servers often need no key, but the SDK insists on one
+
+
+class NoEndpoint(AgentsError):
+    exit_code = ModelFailure.exit_code
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    model: str
+    base_url: str | None
+    api_key: str
+
+    def __repr__(self) -> str:  # never print the key
+        return f"Endpoint(model={self.model!r}, base_url={self.base_url!r})"
+
+
+def resolve_endpoint(ws: Workspace, agent: AgentDef) -> Endpoint:
+    """Agent file, then agents.toml, then OPENAI_* variables; "local" (or nothing configured but the local
+    extra installed) means the embedded model server."""
+    cfg = ws.config
+    key_env = agent.api_key_env or cfg.api_key_env
+    api_key = os.environ.get(key_env) or ""
+    base_url = agent.base_url or cfg.base_url or os.environ.get("OPENAI_BASE_URL") or None
+    model = agent.model or cfg.model or os.environ.get("AGENTS_MODEL")
+    auto_local = model is None and not api_key and not base_url and not os.environ.get("AGENTS_NO_LOCAL_DEFAULT")
+    if model == "local" or (auto_local and _local_available()):
+        from letta_cli.model import local as localmodel
+
+        url, local_name = localmodel.ensure_server(ws)
+        return Endpoint(local_name, url, NO_KEY)
+    if not api_key and not base_url:
+        raise NoEndpoint(
+            f"no model endpoint for agent {agent.name!r}: set {key_env} (OpenAI), or OPENAI_BASE_URL "
+            "(any OpenAI-compatible server), or install the local model with `scripts/setup.sh` "
+            'and use model = "local"'
+        )
+    return Endpoint(model or DEFAULT_MODEL, base_url, api_key or NO_KEY)
+
+
+def _local_available() -> bool:
+    try:
+        from letta_cli.model import local as localmodel
+    except ImportError:
+        return False
+    return localmodel.is_available()
