@@ -7,13 +7,11 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
 from letta_cli.cli.common import out, print_json, warn, workspace
-from letta_cli.core.errors import Conflict
-from letta_cli.store.fsio import atomic_write
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON (stable format, see docs/agent-files.md).")]
 HistoryOpt = Annotated[bool, typer.Option("--with-history", help="Carry the agents' conversations too.")]
@@ -43,26 +41,9 @@ def register(app: typer.Typer) -> None:
           agents import team.af --prefix copy- --rename "Customer Service=support" --with-history
           curl -s https://example.org/agent.af | agents import -
         """
-        from letta_cli.app.agentfile import (
-            MAX_FILE_BYTES,
-            import_agent_file,
-            parse_agent_file,
-            parse_renames,
-            read_agent_file,
-        )
+        from letta_cli.app.agentfile import import_source
 
-        if file == "-":
-            af = parse_agent_file(sys.stdin.buffer.read(MAX_FILE_BYTES + 1), "<stdin>")
-        else:
-            af = read_agent_file(Path(file))
-        result = import_agent_file(
-            workspace(),
-            af,
-            source="<stdin>" if file == "-" else file,
-            renames=parse_renames(rename or []),
-            prefix=prefix,
-            with_history=with_history,
-        )
+        result = import_source(workspace(), file, renames=rename, prefix=prefix, with_history=with_history)
         for line in result.plan.warnings:
             warn(f"warning: {line}")
         if json_out:
@@ -94,23 +75,12 @@ def register(app: typer.Typer) -> None:
           agents export researcher > researcher.af
           agents export boss worker-1 worker-2 -o team.af --with-history
         """
-        from letta_cli.app.agentfile import dump_agent_file, export_agents
+        from letta_cli.app.agentfile import dump_agent_file, export_agents, export_to
 
-        doc = export_agents(workspace(), names, with_history=with_history)
-        text = dump_agent_file(doc)
         if output is None:
-            sys.stdout.write(text)
+            sys.stdout.write(dump_agent_file(export_agents(workspace(), names, with_history=with_history)))
             return
-        if output.exists() and not force:
-            raise Conflict(f"{output} already exists; use --force to replace it")
-        atomic_write(output, text)
-        summary: dict[str, Any] = {
-            "file": str(output),
-            "agents": [a["name"] for a in doc["agents"]],
-            "blocks": len(doc["blocks"]),
-            "tools": len(doc["tools"]),
-            "messages": sum(len(a["messages"]) for a in doc["agents"]),
-        }
+        summary = export_to(workspace(), names, output, force=force, with_history=with_history).to_json()
         if json_out:
             print_json(summary)
         else:
