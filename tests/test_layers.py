@@ -69,7 +69,6 @@ def graph() -> dict[str, set[str]]:
     return {m: imports(p, known) - {m} for m, p in mods.items()}
 
 
-@pytest.mark.xfail(strict=True, reason="#16 in progress: the CLI still reaches past app/")
 def test_imports_point_down_only():
     wrong = [
         f"{src} ({layer(src)}) imports {dst} ({layer(dst)})"
