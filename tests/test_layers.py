@@ -69,7 +69,6 @@ def graph() -> dict[str, set[str]]:
     return {m: imports(p, known) - {m} for m, p in mods.items()}
 
 
-@pytest.mark.xfail(strict=True, reason="#16 in progress: the CLI still reaches past app/")
 def test_imports_point_down_only():
     wrong = [
         f"{src} ({layer(src)}) imports {dst} ({layer(dst)})"
@@ -116,7 +115,7 @@ def test_no_import_cycles():
     assert not cycles, f"import cycles: {cycles}"
 
 
-@pytest.mark.xfail(strict=True, reason="#16 in progress: agentfile, inspect, local, scheduler to split")
+@pytest.mark.xfail(strict=True, reason="#16 in progress: agentfile, local, scheduler to split")
 def test_modules_stay_small():
     big = {m: n for m, p in modules().items() if (n := len(p.read_text().splitlines())) > MAX_LINES}
     assert not big, f"modules over {MAX_LINES} lines: {big}"

@@ -17,7 +17,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from letta_cli.app.inspect import parse_since
+from letta_cli.app.usage import parse_since
 from letta_cli.core.ids import derived_id, new_id
 from tests.fakellm import call, error, text
 

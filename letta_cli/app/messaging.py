@@ -2,30 +2,36 @@
 
 A waiting sender that finds no scheduler running takes the scheduler lock and serves the queue itself until
 its reply is ready (then finishes the chains it started), so shell scripts need no daemon.
+
+Each command is a function (send, broadcast) and, for a caller that shows progress while it waits, the same
+in two steps: publish, then collect the replies.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Literal
 
-from letta_cli.core.errors import Conflict, StorageError, UsageError, WaitTimeout
+from letta_cli.core.errors import Conflict, NotFound, StorageError, UsageError, WaitTimeout
 from letta_cli.core.ids import new_id
 from letta_cli.core.models import USER, Message, MessageKind, TurnRecord
 from letta_cli.engine.scheduler import Mode, Scheduler
+from letta_cli.store import scheduler_lock
 from letta_cli.store.agents import AgentStore
-from letta_cli.store.fsio import atomic_write, locked
-from letta_cli.store.queue import Queue
+from letta_cli.store.queue import open_queue
 from letta_cli.store.records import TurnRecords
 from letta_cli.store.trace import Listener, Trace
 from letta_cli.store.workspace import Workspace
 from letta_cli.tools.registry import builtin_tools
 
 WAIT_POLL_SECONDS = 0.05
+
+Poll = Callable[[], None]
 
 
 def check_sender(ws: Workspace, sender: str) -> str:
@@ -59,7 +65,7 @@ def publish(
     store = AgentStore(ws)
     for name in recipients:
         store.get(name)
-    queue, trace = Queue(ws.queue_dir).setup(), Trace(ws.trace_path)
+    queue, trace = open_queue(ws.queue_dir).setup(), Trace(ws.trace_path)
     chain = new_id()
     if force_tool is not None and force_tool not in builtin_tools():
         raise UsageError(f"unknown tool {force_tool!r}; built-in tools: {', '.join(builtin_tools())}")
@@ -75,6 +81,11 @@ def publish(
     return messages
 
 
+def queued(messages: list[Message]) -> list[dict]:
+    """What a command that does not wait reports: each message id, and where it went."""
+    return [{"agent": m.recipient, "message_id": m.id, "status": "queued"} for m in messages]
+
+
 def run_scheduler(
     ws: Workspace,
     mode: Mode = "drain",
@@ -84,11 +95,10 @@ def run_scheduler(
 ) -> int:
     """Hold the scheduler lock and serve. Raises Conflict if another scheduler runs.
     `on_event` sees every trace event this process emits while serving."""
-    ws.ensure_state()
-    with locked(ws.scheduler_lock, blocking=False) as got:
+    with scheduler_lock.hold(ws) as got:
         if not got:
-            raise Conflict(f"a scheduler is already running in {ws.root}{_holder(ws)}")
-        atomic_write(ws.state_dir / "scheduler.pid", f"{os.getpid()}\n", sync_dir=False)
+            pid = scheduler_lock.holder_pid(ws)
+            raise Conflict(f"a scheduler is already running in {ws.root}" + (f" (pid {pid})" if pid else ""))
         scheduler = Scheduler(ws, mode=mode, until=until)
         scheduler.deadline = deadline
         if on_event is not None:
@@ -96,30 +106,17 @@ def run_scheduler(
         return asyncio.run(scheduler.serve())
 
 
-def scheduler_running(ws: Workspace) -> bool:
-    if not ws.scheduler_lock.exists():
-        return False
-    with locked(ws.scheduler_lock, blocking=False) as got:
-        return not got
-
-
-def _holder(ws: Workspace) -> str:
-    try:
-        return f" (pid {int((ws.state_dir / 'scheduler.pid').read_text())})"
-    except (OSError, ValueError):
-        return ""
-
-
 def wait(
     ws: Workspace,
     message_ids: list[str],
     timeout: float | None = None,
     serve: bool = True,
-    on_poll: Callable[[], None] | None = None,
+    on_poll: Poll | None = None,
     on_event: Listener | None = None,
 ) -> dict[str, TurnRecord]:
     """Wait for the turn records of `message_ids`, serving the queue meanwhile if no scheduler runs.
-    `on_poll` is called while another process serves; `on_event` sees the trace events while we serve."""
+    `on_poll` is called while another process serves; `on_event` sees the trace events while we serve.
+    Raises WaitTimeout (holding the records that came) when `timeout` seconds pass first."""
     records = TurnRecords(ws.turns_dir)
     deadline = None if timeout is None else time.monotonic() + timeout
     while True:
@@ -140,3 +137,137 @@ def wait(
         if on_poll is not None:
             on_poll()
         time.sleep(WAIT_POLL_SECONDS)
+
+
+# --------------------------------------------------------------------------------------------------- send
+
+
+@dataclass(frozen=True)
+class SendResult:
+    """The answer to one message: its turn record (status ok, or why not)."""
+
+    message: Message
+    record: TurnRecord
+
+    @property
+    def reply(self) -> str:
+        return "\n".join(self.record.reply)
+
+    @property
+    def ok(self) -> bool:
+        return self.record.status == "ok"
+
+    @property
+    def failure(self) -> str | None:
+        """One line saying why the turn did not answer, or None."""
+        return None if self.ok else f"{self.message.recipient}: {self.record.status}: {self.record.error}"
+
+    def as_json(self) -> dict:
+        usage = self.record.usage
+        return {
+            "message_id": self.message.id,
+            "agent": self.message.recipient,
+            "reply": self.reply,
+            "status": self.record.status,
+            "error": self.record.error,
+            "usage": usage.model_dump() | {"total_tokens": usage.total_tokens},
+        }
+
+
+def collect_reply(
+    ws: Workspace,
+    message: Message,
+    timeout: float | None = None,
+    *,
+    on_poll: Poll | None = None,
+    on_event: Listener | None = None,
+) -> SendResult:
+    """Wait for the reply to a published message (WaitTimeout after `timeout` seconds)."""
+    records = wait(ws, [message.id], timeout, on_poll=on_poll, on_event=on_event)
+    return SendResult(message, records[message.id])
+
+
+def send(
+    ws: Workspace,
+    name: str,
+    body: str,
+    *,
+    sender: str = USER,
+    force_tool: str | None = None,
+    timeout: float | None = None,
+) -> SendResult:
+    """`agents send`: publish one message to `name` and wait for its reply."""
+    [message] = publish(ws, [name], body, sender=sender, force_tool=force_tool)
+    return collect_reply(ws, message, timeout)
+
+
+# ---------------------------------------------------------------------------------------------- broadcast
+
+Outcome = Literal["answered", "failed", "timeout"]
+
+
+@dataclass(frozen=True)
+class Reply:
+    agent: str
+    message_id: str
+    reply: str
+    error: str | None  # None: answered
+
+
+@dataclass(frozen=True)
+class BroadcastResult:
+    """Every recipient's reply (or why there is none), and how the broadcast ended: every agent answered,
+    some failed, or the timeout came first (`timed_out` then says so; the rest stay queued)."""
+
+    replies: list[Reply]
+    timed_out: WaitTimeout | None
+
+    @property
+    def outcome(self) -> Outcome:
+        if self.timed_out is not None:
+            return "timeout"
+        return "failed" if any(r.error is not None for r in self.replies) else "answered"
+
+    def rows(self) -> list[dict]:
+        return [{"agent": r.agent, "reply": r.reply, "error": r.error} for r in self.replies]
+
+
+def broadcast_targets(ws: Workspace, tags: list[str], sender: str = USER) -> list[str]:
+    """The agents having every tag, but the sender. UsageError without tags, NotFound without agents."""
+    if not tags:
+        raise UsageError("no tags: give at least one tag")
+    names = [a.name for a in AgentStore(ws).matching(tags).agents if a.name != sender]
+    if not names:
+        raise NotFound(f"no agent has all of the tags {', '.join(tags)}")
+    return names
+
+
+def collect_replies(
+    ws: Workspace,
+    messages: list[Message],
+    timeout: float | None = None,
+    *,
+    on_poll: Poll | None = None,
+    on_event: Listener | None = None,
+) -> BroadcastResult:
+    """Wait for the replies to published messages; on timeout, the replies that came in time."""
+    timed_out: WaitTimeout | None = None
+    try:
+        records = wait(ws, [m.id for m in messages], timeout, on_poll=on_poll, on_event=on_event)
+    except WaitTimeout as exc:
+        timed_out, records = exc, exc.records
+    missing = f"no reply within {timeout:g}s (still queued)" if timed_out else "no reply"
+    replies = []
+    for m in messages:
+        rec = records.get(m.id)
+        error = missing if rec is None else None if rec.status == "ok" else rec.error
+        replies.append(Reply(m.recipient, m.id, "\n".join(rec.reply) if rec else "", error))
+    return BroadcastResult(replies, timed_out)
+
+
+def broadcast(
+    ws: Workspace, tags: list[str], body: str, *, sender: str = USER, timeout: float | None = None
+) -> BroadcastResult:
+    """`agents broadcast`: one message to every agent having all the tags, and every reply."""
+    messages = publish(ws, broadcast_targets(ws, tags, sender), body, sender=sender, kind="broadcast")
+    return collect_replies(ws, messages, timeout)

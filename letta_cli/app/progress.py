@@ -1,26 +1,25 @@
-"""Live progress for a waiting `agents send` / `broadcast`: who is working, for how long; and `-v` event lines.
+"""Following the turns of a waiting `agents send` / `broadcast`: who is working, for how long, who waits on
+whom; and one readable line per turn event (the `-v` stream). Pure tracking: the CLI draws it.
 
 Turn events reach us two ways: as a trace listener while this process serves the queue itself, and by
 reading trace.jsonl from where it ended when we started while another process serves. Either way only the
-chains this command started are shown. Everything goes to stderr; stdout stays for the result.
+chains this command started count.
 """
 
 from __future__ import annotations
 
 import json
-import sys
 import threading
 import time
+from collections.abc import Callable
 from datetime import datetime
-from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from letta_cli.app.inspect import Follower, call_summary, one_line
+from letta_cli.app.history_view import call_summary
 from letta_cli.core.models import Message
+from letta_cli.core.text import flatten
+from letta_cli.store.history import Follower
 from letta_cli.store.workspace import Workspace
-
-if TYPE_CHECKING:
-    from rich.text import Text
 
 CATCH_UP_SECONDS = 1.0
 
@@ -33,7 +32,7 @@ def event_line(ev: dict) -> str | None:
     """One readable line for a trace event (the `-v` stream), or None for events not worth a line."""
     kind, agent = ev.get("event"), ev.get("agent") or ev.get("sender") or "?"
     if kind == "message":
-        body = json.dumps(one_line(ev.get("body"), 60), ensure_ascii=False)
+        body = json.dumps(flatten(ev.get("body"), 60), ensure_ascii=False)
         detail = f"→ {ev.get('recipient')} ({ev.get('kind')}, hop {ev.get('hop')}) {body}"
     elif kind == "turn_start":
         detail = f"attempt {ev.get('attempt', 1)}"
@@ -45,12 +44,12 @@ def event_line(ev: dict) -> str | None:
         )
     elif kind == "tool_call":
         mark = "✗" if ev.get("error") else "✓"
-        detail = f"{call_summary(ev.get('tool', '?'), ev.get('arguments'))} {mark} {ev.get('duration_ms')}ms {one_line(ev.get('result'), 80)}"
+        detail = f"{call_summary(ev.get('tool', '?'), ev.get('arguments'))} {mark} {ev.get('duration_ms')}ms {flatten(ev.get('result'), 80)}"
     elif kind == "retry":
-        detail = f"attempt {ev.get('attempt')} failed, again in {ev.get('delay')}s: {one_line(ev.get('error'), 100)}"
+        detail = f"attempt {ev.get('attempt')} failed, again in {ev.get('delay')}s: {flatten(ev.get('error'), 100)}"
     elif kind == "turn_end":
         tokens = (ev.get("prompt_tokens") or 0) + (ev.get("completion_tokens") or 0)
-        said = one_line(" ".join(ev.get("reply") or []) or ev.get("error"), 60)
+        said = flatten(" ".join(ev.get("reply") or []) or ev.get("error"), 60)
         detail = f"{ev.get('status')} {ev.get('duration_ms')}ms {ev.get('model_calls')} calls {tokens} tokens {json.dumps(said, ensure_ascii=False)}"
     else:
         return None
@@ -65,13 +64,13 @@ def _clock(ts: Any) -> str:
 
 
 class Progress:
-    """Follows the turns of some chains; shows a spinner (a terminal) and/or event lines (`-v`) on stderr."""
+    """Follows the turns of some chains. `on_line`, if given, gets a readable line for each turn event."""
 
-    def __init__(self, ws: Workspace, messages: list[Message], *, spinner: bool, verbose: bool):
+    def __init__(self, ws: Workspace, messages: list[Message], *, on_line: Callable[[str], None] | None = None):
         self.chains = {m.chain_id for m in messages}
         self.roots = {m.id for m in messages}
         self.names = {m.id: m.recipient for m in messages}
-        self.verbose = verbose
+        self.on_line = on_line
         # from our own first message on: the turns may start before we get here
         self.follower = Follower(ws.trace_path).at_line_with(messages[0].id)
         self.working: dict[str, tuple[str, float]] = {}  # message id -> (agent, monotonic start)
@@ -80,12 +79,6 @@ class Progress:
         self.seen: set[tuple] = set()
         self.polled = False
         self.lock = threading.Lock()
-        self.status = None
-        if spinner:
-            from rich.console import Console
-            from rich.status import Status
-
-            self.status = Status(self, console=Console(stderr=True, highlight=False), spinner="dots")
 
     # --- feeding -----------------------------------------------------------------------------------
 
@@ -99,6 +92,20 @@ class Progress:
         """Called while another process serves: read what it appended to the trace."""
         self.polled = True
         self._read_trace()
+
+    def start(self) -> None:
+        """Our messages, and whatever another scheduler did with them already."""
+        self._read_trace()
+
+    def finish(self) -> None:
+        """Another process serves: its turn_end lines land just after the turn records we waited for."""
+        if not self.polled:
+            return
+        deadline = time.monotonic() + CATCH_UP_SECONDS
+        self.on_poll()
+        while self.answered != self.roots and time.monotonic() < deadline:
+            time.sleep(0.02)
+            self.on_poll()
 
     def _read_trace(self) -> None:
         for line in self.follower.read():
@@ -125,25 +132,13 @@ class Progress:
                     self.answered.add(mid)
             elif kind == "message" and ev.get("reply_to"):
                 self.waiting_on.setdefault(ev["reply_to"], set()).add(mid)
-        if self.verbose and (line := event_line(ev)) is not None:
-            self._say(line)
+        if self.on_line is not None and (line := event_line(ev)) is not None:
+            self.on_line(line)
 
-    def _say(self, line: str) -> None:
-        try:
-            if self.status is not None:
-                self.status.console.print(line, markup=False, highlight=False, soft_wrap=True)
-            else:
-                sys.stderr.write(line + "\n")
-                sys.stderr.flush()
-        except OSError:  # stderr went away (a closed pipe): stop talking, keep working
-            self.verbose = False
+    # --- what to show ------------------------------------------------------------------------------
 
-    # --- the spinner -------------------------------------------------------------------------------
-
-    def __rich__(self) -> Text:
-        """Recomputed at every refresh of the spinner, so the times keep running."""
-        from rich.text import Text
-
+    def headline(self) -> str:
+        """Who is working and for how long, or whom we wait for; and how many answered (of several)."""
         clock = time.monotonic()
         with self.lock:
             busy = []
@@ -157,29 +152,4 @@ class Progress:
             if busy
             else (f"waiting for {', '.join(sorted(set(self.names.values()))[:6])}…")
         )
-        return Text(head + (f" · {done}/{total} answered" if total > 1 else ""), no_wrap=True, overflow="ellipsis")
-
-    def __enter__(self) -> Progress:
-        if self.status is not None:
-            self.status.start()
-        self._read_trace()  # our messages, and whatever another scheduler did with them already
-        return self
-
-    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
-        if kind is None and self.polled:
-            self._catch_up()
-        if self.status is not None:
-            self.status.stop()
-
-    def _catch_up(self) -> None:
-        """Another process serves: its turn_end lines land just after the turn records we waited for."""
-        deadline = time.monotonic() + CATCH_UP_SECONDS
-        self.on_poll()
-        while self.answered != self.roots and time.monotonic() < deadline:
-            time.sleep(0.02)
-            self.on_poll()
-
-
-def watching(ws: Workspace, messages: list[Message], *, quiet: bool, verbose: bool) -> Progress:
-    """Progress as the CLI wants it: a spinner only on a terminal (and not --quiet); lines with -v always."""
-    return Progress(ws, messages, spinner=not quiet and sys.stderr.isatty(), verbose=verbose)
+        return head + (f" · {done}/{total} answered" if total > 1 else "")

@@ -5,32 +5,29 @@ from __future__ import annotations
 import os
 import shlex
 import subprocess
-import tempfile
 from pathlib import Path
 from typing import Annotated
 
 import typer
-from pydantic import ValidationError
 
-from letta_cli.app.agents import new_agent, parse_assignments
-from letta_cli.cli.common import G, err_console, out, print_json, read_message, table, warn, workspace
-from letta_cli.core.config import describe_validation
-from letta_cli.core.errors import InvalidFile, UsageError
-from letta_cli.core.models import AgentDef
+from letta_cli.app import agents
+from letta_cli.app.agents import agent_json
+from letta_cli.cli.common import (
+    G,
+    confirm_or_refuse,
+    err_console,
+    out,
+    print_json,
+    read_message,
+    table,
+    warn,
+    workspace,
+)
+from letta_cli.core.errors import Conflict, InvalidFile, UsageError
 from letta_cli.core.names import split_csv
-from letta_cli.store.agents import AgentStore, dump_agent, parse_agent_file
-from letta_cli.store.fsio import atomic_write
-from letta_cli.store.workspace import init_workspace
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON (stable format, see docs/cli.md).")]
 TagOpt = Annotated[list[str] | None, typer.Option("--tag", "-t", help="A tag; repeat or use a,b.")]
-
-
-def agent_json(agent: AgentDef, path: Path | None = None) -> dict:
-    data = agent.model_dump(mode="json")
-    if path is not None:
-        data["path"] = str(path)
-    return data
 
 
 def register(app: typer.Typer) -> None:
@@ -43,7 +40,7 @@ def register(app: typer.Typer) -> None:
 
         Example: agents init my-team && cd my-team && agents create helper
         """
-        ws, created = init_workspace(directory or Path(G.workspace or Path.cwd()))
+        ws, created = agents.init(directory or Path(G.workspace or Path.cwd()))
         if json_out:
             print_json({"workspace": str(ws.root), "created": created})
         elif created:
@@ -85,23 +82,22 @@ def register(app: typer.Typer) -> None:
         if system == "-":
             system = read_message("-", "system prompt")
         if system_file is not None:
-            try:
-                system = system_file.read_text(encoding="utf-8")
-            except (OSError, UnicodeDecodeError) as exc:
-                raise UsageError(f"cannot read {system_file}: {getattr(exc, 'strerror', None) or exc}") from None
-        agent = new_agent(
+            system = agents.read_text_file(system_file)
+        agent = agents.new_agent(
             name,
             model=model,
             system=system,
             description=description,
             tags=split_csv(tag),
-            memory=parse_assignments(memory or [], "--memory"),
+            memory=agents.parse_assignments(memory or [], "--memory"),
             shared=split_csv(shared),
             first_tool=first_tool,
             tools=None if tools is None else [] if tools.strip() == "none" else split_csv([tools]),
         )
-        ws = workspace()
-        path = AgentStore(ws).save(agent, overwrite=force)
+        try:
+            path = agents.create(workspace(), agent, replace=force)
+        except agents.AgentExists as exc:
+            raise Conflict(f"{exc}; use --force to replace it") from None
         if json_out:
             print_json(agent_json(agent, path))
         else:
@@ -113,9 +109,7 @@ def register(app: typer.Typer) -> None:
 
         Examples: agents list --tag worker --tag team-a    agents list --json | jq -r '.[].name'
         """
-        tags = split_csv(tag)
-        store = AgentStore(workspace())
-        report = store.matching(tags) if tags else store.load_all()
+        report = agents.list_agents(workspace(), split_csv(tag))
         for line in report.errors:
             warn(f"error: {line}")
         if json_out:
@@ -131,14 +125,13 @@ def register(app: typer.Typer) -> None:
     @app.command("show")
     def show_cmd(name: str, json_out: JsonOpt = False) -> None:
         """Show one agent's definition. Example: agents show researcher --json"""
-        ws = workspace()
-        agent = AgentStore(ws).get(name)
+        agent, path, text = agents.show(workspace(), name)
         if json_out:
-            print_json(agent_json(agent, ws.agent_file(name)))
+            print_json(agent_json(agent, path))
             return
         console = out()
-        console.print(f"# {ws.agent_file(name)}", style="dim")
-        console.print(dump_agent(agent), markup=False)
+        console.print(f"# {path}", style="dim")
+        console.print(text, markup=False)
 
     @app.command("delete")
     def delete_cmd(
@@ -149,13 +142,10 @@ def register(app: typer.Typer) -> None:
 
         Example: agents delete scratch --yes
         """
-        store = AgentStore(workspace())
-        store.get(name)
-        if not yes:
-            if not os.isatty(0):
-                raise UsageError("refusing to delete without --yes when not at a terminal")
-            typer.confirm(f"Delete agent {name}?", abort=True, err=True)
-        path = store.delete(name)
+        ws = workspace()
+        agents.get(ws, name)
+        confirm_or_refuse(yes, f"Delete agent {name}?")
+        path = agents.delete(ws, name)
         err_console().print(f"Deleted {path}") if os.isatty(2) else None
 
     @app.command("tag")
@@ -169,16 +159,7 @@ def register(app: typer.Typer) -> None:
 
         Example: agents tag researcher --add senior --remove junior
         """
-        store = AgentStore(workspace())
-        agent = store.get(name)
-        adds, removes = split_csv(add), split_csv(remove)
-        tags = [t for t in agent.tags if t not in removes] + [t for t in adds if t not in agent.tags]
-        if tags != agent.tags:  # an unchanged file is never rewritten
-            try:
-                agent = AgentDef.model_validate({**agent.model_dump(), "tags": tags})
-            except ValidationError as exc:
-                raise UsageError(describe_validation(f"agent {name!r}", exc)) from None
-            store.save(agent, overwrite=True)
+        agent = agents.tag(workspace(), name, split_csv(add), split_csv(remove))
         if json_out:
             print_json({"name": agent.name, "tags": agent.tags})
         else:
@@ -190,28 +171,13 @@ def register(app: typer.Typer) -> None:
 
         Example: EDITOR=nano agents edit researcher
         """
-        ws = workspace()
-        path = ws.agent_file(name)
-        AgentStore(ws).get(name)
         editor = os.environ.get("VISUAL") or os.environ.get("EDITOR") or "vi"
-        with tempfile.TemporaryDirectory() as tmp:
-            draft = Path(tmp) / f"{name}.toml"
-            original = path.read_bytes()
-            draft.write_bytes(original)
+        with agents.edit(workspace(), name) as draft:
             try:
-                status = subprocess.call([*shlex.split(editor), str(draft)])
+                status = subprocess.call([*shlex.split(editor), str(draft.path)])
             except OSError as exc:
                 raise UsageError(f"cannot run the editor {editor!r}: {exc.strerror or exc}") from None
             if status != 0:
-                raise UsageError(f"{editor} exited with an error; {path} is unchanged")
-            try:
-                parse_agent_file(draft)
-            except InvalidFile as exc:
-                reason = str(exc).removeprefix(f"{draft}: ")
-                raise InvalidFile(f"{path}: the edit is invalid ({reason}); the file is unchanged") from None
-            edited = draft.read_bytes()
-            if edited == original:
-                out().print(f"No changes to {path}")
-                return
-            atomic_write(path, edited)
-        out().print(f"Saved {path}")
+                raise UsageError(f"{editor} exited with an error; {draft.target} is unchanged")
+            outcome = draft.save()
+        out().print(f"No changes to {draft.target}" if outcome == "unchanged" else f"Saved {draft.target}")

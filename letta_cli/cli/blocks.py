@@ -2,19 +2,20 @@
 
 from __future__ import annotations
 
+import contextlib
 import sys
-from collections.abc import Callable
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
+from letta_cli.app import blocks as app_blocks
+from letta_cli.app.agents import read_text_file
+from letta_cli.app.blocks import BlockAttached, EditRefused, MissingSharedBlock
 from letta_cli.cli.common import out, print_json, read_message, table, warn, workspace
-from letta_cli.core.errors import InvalidFile, UsageError
+from letta_cli.core.errors import Conflict, InvalidFile, NotFound, UsageError
 from letta_cli.core.models import Block
-from letta_cli.core.names import check_name
-from letta_cli.engine.prompt import render_memory
-from letta_cli.store.blocks import BlockStore, EditRefused
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON (stable format, see docs/memory.md).")]
 AgentOpt = Annotated[
@@ -31,42 +32,26 @@ blocks_app = typer.Typer(
 )
 
 
-def block_json(store: BlockStore, block: Block) -> dict:
-    data = block.model_dump(mode="json")
-    data["chars"] = len(block.value)
-    data["shared"] = block.owner is None
-    data["path"] = str(store.path(block.label, block.owner))
-    return data
-
-
-def target(store: BlockStore, label: str, agent: str | None) -> tuple[str | None, Block]:
-    """(owner, block) for LABEL: the shared block, or with --agent the one that agent sees."""
-    if agent is None:
-        return None, store.get(label)
-    definition = store.agents.get(agent)
-    block = store.block_for(definition, label)
-    return block.owner, block
-
-
-def refused(exc: EditRefused, label: str) -> EditRefused:
-    hint = {"limit": f"raise it with: agents blocks set {label} --limit N", "read_only": "use --force to override"}
-    return EditRefused(f"{exc}; {hint[exc.kind]}", exc.kind)
-
-
-def edit_value(
-    label: str, agent: str | None, fn: Callable[[Block], Block | str], *, tool: str, force: bool
-) -> tuple[BlockStore, Block]:
-    store = BlockStore(workspace())
-    owner, _ = target(store, label, agent)
+@contextlib.contextmanager
+def hints(label: str = "") -> Iterator[None]:
+    """The library says what is wrong; this adds which command or option fixes it."""
     try:
-        return store, store.edit(label, owner, fn, actor="cli", tool=tool, force=force)
+        yield
     except EditRefused as exc:
-        raise refused(exc, label) from None
+        hint = {"limit": f"raise it with: agents blocks set {label} --limit N", "read_only": "use --force to override"}
+        raise EditRefused(f"{exc}; {hint[exc.kind]}", exc.kind) from None
+    except MissingSharedBlock as exc:
+        raise NotFound(
+            f"agent {exc.agent!r} lists shared block {exc.label!r}, which does not exist: create it "
+            f"(agents blocks create {exc.label}) or detach it (agents blocks detach {exc.label} {exc.agent})"
+        ) from None
+    except BlockAttached as exc:
+        raise Conflict(f"{exc} (agents blocks detach {label} {' '.join(exc.agents)}) or use --force") from None
 
 
-def report(store: BlockStore, block: Block, verb: str, json_out: bool) -> None:
+def report(block: Block, verb: str, json_out: bool) -> None:
     if json_out:
-        print_json(block_json(store, block))
+        print_json(app_blocks.block_json(workspace(), block))
     else:
         out().print(f"{verb} block {block.label} (revision {block.revision}, {len(block.value)}/{block.limit} chars)")
 
@@ -80,11 +65,11 @@ def register(app: typer.Typer) -> None:
 
         Examples: agents memory researcher    agents memory researcher --json | jq '.blocks[].label'
         """
-        store = BlockStore(workspace())
-        blocks = store.for_agent(store.agents.get(name))
-        rendered = render_memory(blocks)
+        ws = workspace()
+        with hints():
+            blocks, rendered = app_blocks.memory(ws, name)
         if json_out:
-            print_json({"agent": name, "blocks": [block_json(store, b) for b in blocks], "rendered": rendered})
+            print_json({"agent": name, "blocks": [app_blocks.block_json(ws, b) for b in blocks], "rendered": rendered})
         elif rendered:
             sys.stdout.write(rendered + "\n")
         else:
@@ -101,34 +86,22 @@ def list_cmd(
 
     Examples: agents blocks list    agents blocks list --all --json | jq -r '.[] | "\\(.label) \\(.chars)"'
     """
-    store = BlockStore(workspace())
-    blocks, errors = store.scan_shared()
-    report_ = store.agents.load_all()
-    attached = {b.label: [a.name for a in report_.agents if b.label in a.memory.shared] for b in blocks}
-    owners = [a for a in report_.agents if all_ or a.name == agent]
-    if agent is not None and not owners:
-        store.agents.get(agent)  # a clear NotFound (or the agent file's own error)
-    for owner in owners:
-        for label in owner.memory.blocks:
-            try:
-                blocks.append(store.block_for(owner, label))
-            except InvalidFile as exc:
-                errors.append(str(exc))
+    rows, errors = app_blocks.list_blocks(workspace(), every_agent=all_, agent=agent)
     for line in errors:
         warn(f"error: {line}")
     if json_out:
-        print_json([{**block_json(store, b), "attached": attached.get(b.label, [])} for b in blocks])
+        print_json(rows)
     else:
         t = table("label", "owner", "chars", "rev", "read-only", "attached to", "description")
-        for b in blocks:
+        for b in rows:
             t.add_row(
-                b.label,
-                b.owner or "(shared)",
-                f"{len(b.value)}/{b.limit}",
-                str(b.revision),
-                "yes" if b.read_only else "",
-                ",".join(attached.get(b.label, [])) if b.owner is None else "",
-                b.description,
+                b["label"],
+                b["owner"] or "(shared)",
+                f"{b['chars']}/{b['limit']}",
+                str(b["revision"]),
+                "yes" if b["read_only"] else "",
+                ",".join(b["attached"]) if b["shared"] else "",
+                b["description"],
             )
         out().print(t)
     if errors:
@@ -141,15 +114,15 @@ def show_cmd(label: str, agent: AgentOpt = None, json_out: JsonOpt = False) -> N
 
     Examples: agents blocks show plan    agents blocks show persona --agent researcher --json | jq -r .value
     """
-    store = BlockStore(workspace())
-    owner, block = target(store, label, agent)
+    ws = workspace()
+    block = app_blocks.get(ws, label, agent)
     if json_out:
-        data = block_json(store, block)
-        if owner is None:
-            data["attached"] = store.attached_agents(label)
+        data = app_blocks.block_json(ws, block)
+        if block.owner is None:
+            data["attached"] = app_blocks.attached_agents(ws, label)
         print_json(data)
         return
-    kind = "shared" if owner is None else f"private to {owner}"
+    kind = "shared" if block.owner is None else f"private to {block.owner}"
     flags = ", read-only" if block.read_only else ""
     about = f" — {block.description}" if block.description else ""
     console = out()
@@ -182,19 +155,14 @@ def create_cmd(
     if value == "-":
         value = read_message("-", "block value")
     if file is not None:
-        try:
-            value = file.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as exc:
-            raise UsageError(f"cannot read {file}: {getattr(exc, 'strerror', None) or exc}") from None
-    check_name(label, "block label")
-    fields = {k: v for k, v in {"limit": limit, "description": description}.items() if v is not None}
-    store = BlockStore(workspace())
-    block = Block(label=label, value=value or "", read_only=read_only, **fields)
+        value = read_text_file(file)
     try:
-        block = store.create(block)
+        block = app_blocks.create(
+            workspace(), label, value or "", limit=limit, description=description, read_only=read_only
+        )
     except EditRefused as exc:
         raise UsageError(f"{exc}; give a larger --limit") from None
-    report(store, block, "Created", json_out)
+    report(block, "Created", json_out)
 
 
 @blocks_app.command("set")
@@ -219,16 +187,20 @@ def set_cmd(
 
     Changing only the settings (--limit, --description, --read-only/--writable) needs no --force.
     """
-    settings = {"limit": limit, "description": description, "read_only": read_only}
-    settings = {k: v for k, v in settings.items() if v is not None}
-    if value == "-" or (value is None and not settings):
+    if value == "-" or (value is None and limit is None and description is None and read_only is None):
         value = read_message(value, "block value")
-
-    def apply(block: Block) -> Block:
-        return block.model_copy(update={**settings, **({} if value is None else {"value": value})})
-
-    store, block = edit_value(label, agent, apply, tool="set", force=force or value is None)
-    report(store, block, "Set", json_out)
+    with hints(label):
+        block = app_blocks.set_block(
+            workspace(),
+            label,
+            value,
+            agent=agent,
+            limit=limit,
+            description=description,
+            read_only=read_only,
+            force=force,
+        )
+    report(block, "Set", json_out)
 
 
 @blocks_app.command("append")
@@ -244,12 +216,9 @@ def append_cmd(
     Examples: agents blocks append log "deployed v2"    date | agents blocks append log -
     """
     line = read_message(text, "text")
-
-    def apply(block: Block) -> str:
-        return f"{block.value}\n{line}" if block.value else line
-
-    store, block = edit_value(label, agent, apply, tool="append", force=force)
-    report(store, block, "Appended to", json_out)
+    with hints(label):
+        block = app_blocks.append(workspace(), label, line, agent=agent, force=force)
+    report(block, "Appended to", json_out)
 
 
 @blocks_app.command("attach")
@@ -262,7 +231,7 @@ def attach_cmd(
 
     Example: agents blocks attach plan alice bob
     """
-    changed = BlockStore(workspace()).attach(label, agents)
+    changed = app_blocks.attach(workspace(), label, agents)
     if json_out:
         print_json({"label": label, "attached": changed, "unchanged": [a for a in agents if a not in changed]})
     else:
@@ -279,7 +248,7 @@ def detach_cmd(
 
     Example: agents blocks detach plan bob
     """
-    changed = BlockStore(workspace()).detach(label, agents)
+    changed = app_blocks.detach(workspace(), label, agents)
     if json_out:
         print_json({"label": label, "detached": changed, "unchanged": [a for a in agents if a not in changed]})
     else:
@@ -296,7 +265,8 @@ def delete_cmd(
 
     Example: agents blocks detach scratch alice && agents blocks delete scratch
     """
-    still = BlockStore(workspace()).delete(label, force=force)
+    with hints(label):
+        still = app_blocks.delete(workspace(), label, force=force)
     if still:
         warn(f"{', '.join(still)} still list {label}: their turns fail until it is re-created or detached")
     if json_out:
@@ -311,9 +281,7 @@ def log_cmd(label: str, agent: AgentOpt = None, json_out: JsonOpt = False) -> No
 
     Examples: agents blocks log plan    agents blocks log persona --agent researcher --json
     """
-    store = BlockStore(workspace())
-    owner, _ = target(store, label, agent)
-    entries = store.log(label, owner)
+    entries = app_blocks.log(workspace(), label, agent)
     if json_out:
         print_json([e.model_dump(mode="json") for e in entries])
         return

@@ -109,6 +109,17 @@ def read_message(message: str | None, what: str = "message") -> str:
     return text.rstrip("\n")
 
 
+def confirm_or_refuse(yes: bool, question: str) -> None:
+    """Deleting asks first at a terminal; elsewhere it needs --yes."""
+    if yes:
+        return
+    if not os.isatty(0):
+        raise UsageError("refusing to delete without --yes when not at a terminal")
+    import typer
+
+    typer.confirm(question, abort=True, err=True)
+
+
 def table(*columns: str) -> Table:
     from rich import box
     from rich.table import Table

@@ -1,8 +1,8 @@
-"""Seeing what happened: history, trace, usage, queue, status. Thin shells over letta_cli.app.inspect."""
+"""Seeing what happened: history, trace, usage, status. Thin shells over letta_cli.app's history_view,
+trace_view, usage and status (`agents queue` is in queue_cmds)."""
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import sys
@@ -12,29 +12,23 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from letta_cli.app.refs import short_id as short
 from letta_cli.cli.common import err_console, lazy, out, print_json, table, workspace
-from letta_cli.core.errors import NotFound, UsageError
-from letta_cli.store.workspace import Workspace
+from letta_cli.core.errors import UsageError
+from letta_cli.core.text import flatten
 
 if TYPE_CHECKING:
     from rich.tree import Tree
 
-observe = lazy("letta_cli.app.inspect")
+history_view = lazy("letta_cli.app.history_view")
+trace_view = lazy("letta_cli.app.trace_view")
+usage_report = lazy("letta_cli.app.usage")
+status_report = lazy("letta_cli.app.status")
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON (stable format, see docs/observability.md).")]
 FOLLOW_POLL_SECONDS = 0.2
 
-queue_app = typer.Typer(
-    name="queue",
-    help="The message queue under .agents/queue/: list, show, retry or purge messages (default: list).",
-    invoke_without_command=True,
-)
-
-
 # ------------------------------------------------------------------------------------------------ helpers
-
-
-short = observe.short_id
 
 
 def local_time(ts: str | None, compact: bool = False) -> str:
@@ -60,11 +54,11 @@ def print_turns(lines: list[str], json_out: bool) -> None:
             sys.stdout.write(line + "\n")
     else:
         console = out()
-        for turn_id, entries in observe.group_turns(lines):
+        for turn_id, entries in history_view.group_turns(lines):
             console.print(
                 f"── {local_time(entries[0].get('created_at'))}  turn {short(turn_id)}", style="dim", markup=False
             )
-            for style, text in observe.render_turn(entries):
+            for style, text in history_view.render_turn(entries):
                 console.print(text, style=style or None, markup=False, highlight=False)
     sys.stdout.flush()
 
@@ -80,12 +74,8 @@ class Stop:
         self.stopped = True
 
 
-def follow(ws: Workspace, name: str, last: int | None, json_out: bool) -> None:
-    follower = observe.Follower(ws.history_file(name))
-    lines = follower.read()
-    if last is not None:
-        keep = {turn_id for turn_id, _ in observe.group_turns(lines)[-last:]} if last > 0 else set()
-        lines = [line for line in lines if json.loads(line).get("turn_id") in keep]
+def follow(name: str, last: int | None, json_out: bool) -> None:
+    follower, lines = history_view.follow(workspace(), name, last)
     print_turns(lines, json_out)
     stop = Stop()
     try:
@@ -123,7 +113,7 @@ def add_message(tree: Tree, node: dict) -> None:
     label = Text()
     label.append(f"{node['sender']} → {node['recipient']}", style="bold")
     label.append(f"  {node['kind']}, hop {node['hop']}  ", style="cyan")
-    label.append(observe.one_line(node["body"], 70))
+    label.append(flatten(node["body"], 70))
     label.append(f"  {short(node['message_id'])}", style="dim")
     branch = tree.add(label)
     turn = node["turn"]
@@ -132,11 +122,11 @@ def add_message(tree: Tree, node: dict) -> None:
     if turn is None:
         return
     for retry in turn["retries"]:
-        sub.add(Text(f"attempt {retry['attempt']} failed: {observe.one_line(retry['error'], 100)}", style="red"))
+        sub.add(Text(f"attempt {retry['attempt']} failed: {flatten(retry['error'], 100)}", style="red"))
     for call in turn["tool_calls"]:
         sub.add(
             Text(
-                observe.tool_line(call["tool"], call["arguments"], call["result"], bool(call["error"])),
+                history_view.tool_line(call["tool"], call["arguments"], call["result"], bool(call["error"])),
                 style="dim",
                 overflow="fold",
             )
@@ -144,7 +134,7 @@ def add_message(tree: Tree, node: dict) -> None:
     for child in node["children"]:
         add_message(sub, child)
     for reply in turn["reply"]:
-        sub.add(Text(f"reply: {observe.one_line(reply, 200)}"))
+        sub.add(Text(f"reply: {flatten(reply, 200)}"))
     if turn["error"]:
         sub.add(Text(f"error: {turn['error']}", style="red"))
 
@@ -207,116 +197,10 @@ def print_usage(report: dict) -> None:
     )
 
 
-def print_queue(items: list[dict]) -> None:
-    t = table("id", "folder", "attempts", "from → to", "age", "error")
-    t.columns[0].no_wrap = True  # to paste into `agents queue show`
-    for item in items:
-        route = f"{item['sender'] or '?'} → {item['recipient'] or '?'}"
-        t.add_row(
-            short(item["id"]),
-            item["folder"],
-            str(item["attempts"] or 0),
-            route,
-            observe.ago(item["age_seconds"]),
-            observe.one_line(item["error"], 60),
-        )
-    out().print(t)
-
-
-def confirm_or_refuse(yes: bool, question: str) -> None:
-    if yes:
-        return
-    if not os.isatty(0):
-        raise UsageError("refusing to delete without --yes when not at a terminal")
-    typer.confirm(question, abort=True, err=True)
-
-
-# --------------------------------------------------------------------------------------------------- queue
-
-
-@queue_app.callback()
-def queue_main(ctx: typer.Context, json_out: JsonOpt = False) -> None:
-    """The message queue: `agents queue` lists it."""
-    if ctx.invoked_subcommand is None:
-        queue_list(json_out=json_out)
-
-
-@queue_app.command("list")
-def queue_list(
-    folder: Annotated[
-        str | None, typer.Option("--folder", "-f", help="Only this folder: new, cur, dead or corrupt.")
-    ] = None,
-    json_out: JsonOpt = False,
-) -> None:
-    """List the messages in new/ (waiting), cur/ (being handled), dead/ (gave up) and corrupt/ (unreadable).
-
-    Examples: agents queue list    agents queue list --folder dead --json | jq -r '.[].id'
-    """
-    if folder is not None and folder not in observe.QUEUE_FOLDERS:
-        raise UsageError(f"--folder {folder!r}: choose one of {', '.join(observe.QUEUE_FOLDERS)}")
-    items = observe.queue_items(workspace(), (folder,) if folder else observe.QUEUE_FOLDERS)
-    print_json(items) if json_out else print_queue(items)
-
-
-@queue_app.command("show")
-def queue_show(
-    message_id: Annotated[str, typer.Argument(help="The message id (or 8+ characters of its beginning or end).")],
-    json_out: JsonOpt = False,
-) -> None:
-    """Show one queued message (its JSON file) and, for a dead letter, why it died.
-
-    Example: agents queue show 9fae00da
-    """
-    item = observe.queue_item(workspace(), message_id)
-    if json_out:
-        print_json(item)
-        return
-    console = out()
-    console.print(f"# {item['path']} ({item['folder']}, {item['attempts'] or 0} attempts)", style="dim", markup=False)
-    if item["error"]:
-        console.print(f"error: {item['error']}", markup=False)
-    console.print(json.dumps(item["message"], ensure_ascii=False, indent=2), markup=False, highlight=False)
-
-
-@queue_app.command("retry")
-def queue_retry(
-    message_id: Annotated[str, typer.Argument(help="The dead letter's id (or 8+ characters of its beginning or end).")],
-    json_out: JsonOpt = False,
-) -> None:
-    """Move a dead letter back to new/ with its attempts reset; the next scheduler runs it again.
-
-    Example: agents queue retry 9fae00da && agents run
-    """
-    result = observe.requeue_dead(workspace(), message_id)
-    print_json(result) if json_out else out().print(f"requeued {result['message_id']}")
-
-
-@queue_app.command("purge")
-def queue_purge(
-    dead: Annotated[bool, typer.Option("--dead", help="Delete every dead letter (required).")] = False,
-    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
-    json_out: JsonOpt = False,
-) -> None:
-    """Delete dead letters (and their error notes). Their turn records stay in .agents/turns/.
-
-    Example: agents queue purge --dead --yes
-    """
-    if not dead:
-        raise UsageError("say what to purge: --dead")
-    ws = workspace()
-    count = len(observe.queue_items(ws, ("dead",)))
-    if count:
-        confirm_or_refuse(yes, f"Delete {count} dead letter(s)?")
-    removed = observe.purge_dead(ws) if count else []
-    print_json({"purged": removed}) if json_out else out().print(f"purged {len(removed)} dead letter(s)")
-
-
 # -------------------------------------------------------------------------------------------- registration
 
 
 def register(app: typer.Typer) -> None:
-    app.add_typer(queue_app)
-
     @app.command("history")
     def history_cmd(
         name: Annotated[str, typer.Argument(help="The agent.")],
@@ -333,13 +217,10 @@ def register(app: typer.Typer) -> None:
           agents history researcher --json | jq -r 'select(.role=="assistant") | .content'
           agents history researcher --follow
         """
-        ws = workspace()
         if follow_:
-            if not ws.history_file(name).exists():
-                observe.history_lines(ws, name)  # an unknown agent is an error; a known one may speak later
-            follow(ws, name, last, json_out)
+            follow(name, last, json_out)
         else:
-            print_turns(observe.history_lines(ws, name, last), json_out)
+            print_turns(history_view.history_lines(workspace(), name, last), json_out)
 
     @app.command("trace")
     def trace_cmd(
@@ -360,8 +241,8 @@ def register(app: typer.Typer) -> None:
         if (message_id is None) == (not last):
             raise UsageError("give a MESSAGE_ID or --last (one of them)")
         ws = workspace()
-        chain = observe.last_chain(ws) if last else observe.find_chain(ws, message_id or "")
-        tree_data = observe.chain_tree(ws, chain)
+        chain = trace_view.last_chain(ws) if last else trace_view.find_chain(ws, message_id or "")
+        tree_data = trace_view.chain_tree(ws, chain)
         if json_out:
             print_json(tree_data)
             return
@@ -386,13 +267,11 @@ def register(app: typer.Typer) -> None:
 
         Examples: agents usage --since 1d    agents usage researcher --json | jq .total.total_tokens
         """
-        ws = workspace()
-        report = observe.usage(ws, name, observe.parse_since(since) if since else None)
-        if name is not None and not report["agents"]:
-            from letta_cli.store.agents import AgentStore
-
-            if not AgentStore(ws).exists(name):
-                raise NotFound(f"no agent named {name!r} and no usage for it")
+        try:
+            when = usage_report.parse_since(since) if since else None
+        except UsageError as exc:
+            raise UsageError(f"--since {exc}") from None
+        report = usage_report.usage(workspace(), name, when)
         print_json(report) if json_out else print_usage(report)
 
     @app.command("status")
@@ -401,7 +280,7 @@ def register(app: typer.Typer) -> None:
 
         Example: agents status --json | jq .queue
         """
-        report = observe.status(workspace())
+        report = status_report.status(workspace())
         if json_out:
             print_json(report)
             return

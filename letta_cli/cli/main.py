@@ -11,6 +11,7 @@ import typer
 
 from letta_cli.cli.common import G, warn
 from letta_cli.core.errors import AgentsError
+from letta_cli.core.text import escape_newlines
 
 app = typer.Typer(
     name="agents",
@@ -41,7 +42,8 @@ COMMAND_MODULES = {
     **dict.fromkeys(("blocks", "memory"), "blocks"),
     "model": "model",
     **dict.fromkeys(("import", "export"), "transfer"),
-    **dict.fromkeys(("history", "trace", "usage", "queue", "status"), "inspect_cmds"),
+    **dict.fromkeys(("history", "trace", "usage", "status"), "inspect_cmds"),
+    "queue": "queue_cmds",
     "demo": "demo_cmd",
 }
 GLOBAL_OPTIONS_WITH_VALUE = {"-w", "--workspace"}
@@ -70,11 +72,6 @@ def register_commands(argv: list[str]) -> None:
             importlib.import_module(f"letta_cli.cli.{name}").register(app)
 
 
-def one_line(text: str) -> str:
-    """Errors are one line on stderr, whatever a file name or a model put in them."""
-    return text.replace("\r", "\\r").replace("\n", "\\n")
-
-
 def run(argv: list[str] | None = None) -> None:
     """Run the CLI; every user error becomes one line on stderr and a documented exit code."""
     args = argv if argv is not None else sys.argv[1:]
@@ -93,10 +90,10 @@ def run(argv: list[str] | None = None) -> None:
             sys.stdout.write(exc.format_message() + "\n")
             code = 0
         else:
-            warn(f"error: {one_line(exc.format_message())} (see --help)")
+            warn(f"error: {escape_newlines(exc.format_message())} (see --help)")
             code = 2
     except AgentsError as exc:
-        warn(f"error: {one_line(str(exc))}")
+        warn(f"error: {escape_newlines(str(exc))}")
         code = exc.exit_code
     except KeyboardInterrupt:
         code = 130
@@ -105,7 +102,7 @@ def run(argv: list[str] | None = None) -> None:
     except Exception as exc:
         if os.environ.get("AGENTS_DEBUG"):
             raise
-        warn(f"internal error: {type(exc).__name__}: {one_line(str(exc))} (set AGENTS_DEBUG=1 for a traceback)")
+        warn(f"internal error: {type(exc).__name__}: {escape_newlines(str(exc))} (set AGENTS_DEBUG=1 for a traceback)")
         code = 70
     sys.stdout.flush()
     gc.freeze()  # nothing is collected at exit anyway; this spares the final pass over every object

@@ -7,13 +7,13 @@ from typing import Annotated
 import typer
 
 from letta_cli.cli.common import G, info, lazy, out, print_json, read_message, table, workspace
-from letta_cli.core.errors import ModelFailure, NotFound, UsageError, WaitTimeout
-from letta_cli.core.models import USER, TurnRecord
+from letta_cli.core.errors import ModelFailure, UsageError
+from letta_cli.core.models import USER
 from letta_cli.core.names import split_csv
-from letta_cli.store.agents import AgentStore
 
 client = lazy("letta_cli.app.messaging")
-progress_view = lazy("letta_cli.app.progress")
+agents = lazy("letta_cli.app.agents")
+progress_view = lazy("letta_cli.cli.progress_view")
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON (stable format, see docs/cli.md).")]
 TimeoutOpt = Annotated[
@@ -21,14 +21,6 @@ TimeoutOpt = Annotated[
 ]
 FromOpt = Annotated[str, typer.Option("--from", help="Sender: an agent name, or 'user' (default).")]
 NoWaitOpt = Annotated[bool, typer.Option("--no-wait", help="Publish, print the message id, and return at once.")]
-
-
-def reply_text(record: TurnRecord | None) -> str:
-    return "\n".join(record.reply) if record else ""
-
-
-def failed(record: TurnRecord | None) -> bool:
-    return record is None or record.status != "ok"
 
 
 def register(app: typer.Typer) -> None:
@@ -56,30 +48,20 @@ def register(app: typer.Typer) -> None:
           agents send boss --tool send_message_to_agents_matching_all_tags "Poll the workers"
         """
         ws = workspace()
-        AgentStore(ws).get(name)  # before reading stdin: an unknown agent fails at once
+        agents.get(ws, name)  # before reading stdin: an unknown agent fails at once
         body = read_message(message)
         [msg] = client.publish(ws, [name], body, sender=sender, force_tool=tool)
         if no_wait:
             print_json({"message_id": msg.id, "agent": name, "status": "queued"}) if json_out else out().print(msg.id)
             return
         with progress_view.watching(ws, [msg], quiet=G.quiet, verbose=G.verbose) as progress:
-            records = client.wait(ws, [msg.id], timeout, on_poll=progress.on_poll, on_event=progress.on_event)
-        record = records[msg.id]
+            result = client.collect_reply(ws, msg, timeout, on_poll=progress.on_poll, on_event=progress.on_event)
         if json_out:
-            print_json(
-                {
-                    "message_id": msg.id,
-                    "agent": name,
-                    "reply": reply_text(record),
-                    "status": record.status,
-                    "error": record.error,
-                    "usage": record.usage.model_dump() | {"total_tokens": record.usage.total_tokens},
-                }
-            )
-        elif record.reply:
-            out().print(reply_text(record), markup=False, highlight=False)
-        if record.status != "ok":
-            raise ModelFailure(f"{name}: {record.status}: {record.error}")
+            print_json(result.as_json())
+        elif result.reply:
+            out().print(result.reply, markup=False, highlight=False)
+        if result.failure is not None:
+            raise ModelFailure(result.failure)
 
     @app.command("broadcast")
     def broadcast_cmd(
@@ -103,45 +85,24 @@ def register(app: typer.Typer) -> None:
         wanted = split_csv(tags)
         if not wanted:
             raise UsageError("--tags is empty: give at least one tag")
-        report = AgentStore(ws).matching(wanted)
-        names = [a.name for a in report.agents if a.name != sender]
-        if not names:
-            raise NotFound(f"no agent has all of the tags {', '.join(wanted)}")
+        names = client.broadcast_targets(ws, wanted, sender)  # before reading stdin
         body = read_message(message)
         messages = client.publish(ws, names, body, sender=sender, kind="broadcast")
         if no_wait:
-            rows = [{"agent": m.recipient, "message_id": m.id, "status": "queued"} for m in messages]
-            print_json(rows) if json_out else out().print("\n".join(m.id for m in messages))
+            print_json(client.queued(messages)) if json_out else out().print("\n".join(m.id for m in messages))
             return
-        timed_out: WaitTimeout | None = None
         with progress_view.watching(ws, messages, quiet=G.quiet, verbose=G.verbose) as progress:
-            try:
-                records = client.wait(
-                    ws, [m.id for m in messages], timeout, on_poll=progress.on_poll, on_event=progress.on_event
-                )
-            except WaitTimeout as exc:  # still report the replies that came in time
-                timed_out, records = exc, exc.records
-        missing = f"no reply within {timeout:g}s (still queued)" if timed_out else "no reply"
-        rows = []
-        for m in messages:
-            rec = records.get(m.id)
-            rows.append(
-                {
-                    "agent": m.recipient,
-                    "reply": reply_text(rec),
-                    "error": None if not failed(rec) else (rec.error if rec else missing),
-                }
-            )
+            result = client.collect_replies(ws, messages, timeout, on_poll=progress.on_poll, on_event=progress.on_event)
         if json_out:
-            print_json(rows)
+            print_json(result.rows())
         else:
             t = table("agent", "reply")
-            for row in rows:
-                t.add_row(row["agent"], row["reply"] if row["error"] is None else f"ERROR: {row['error']}")
+            for r in result.replies:
+                t.add_row(r.agent, r.reply if r.error is None else f"ERROR: {r.error}")
             out().print(t)
-        if timed_out is not None:
-            raise timed_out
-        if any(r["error"] is not None for r in rows):
+        if result.timed_out is not None:
+            raise result.timed_out
+        if result.outcome == "failed":
             raise typer.Exit(ModelFailure.exit_code)
 
     @app.command("run")

@@ -2,17 +2,13 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
 import typer
 
 from letta_cli.cli.common import info, lazy, out, print_json, warn, workspace
-from letta_cli.store.workspace import Workspace
 
-if TYPE_CHECKING:
-    from letta_cli.model.local import ServerInfo
-
-localmodel = lazy("letta_cli.model.local")
+localmodel = lazy("letta_cli.app.local_model")
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON (stable format, see docs/local-model.md).")]
 
@@ -25,15 +21,6 @@ model_app = typer.Typer(
     ),
     no_args_is_help=True,
 )
-
-
-def server_json(ws: Workspace, server: ServerInfo | None) -> dict:
-    """The --json shape of serve and status: see docs/local-model.md."""
-    data: dict[str, object] = {"running": server is not None, "ready": bool(server and server.ready)}
-    if server is not None:
-        data.update(server.model_dump(mode="json"))
-    data["log"] = str(localmodel.log_path(ws))
-    return data
 
 
 def register(app: typer.Typer) -> None:
@@ -58,16 +45,16 @@ def serve_cmd(
     ws = workspace()
     if foreground:
 
-        def started(server: ServerInfo) -> None:
-            warn(f"serving {server.base_url} (model {server.model}); Ctrl-C stops it")
+        def started(server: dict) -> None:
+            warn(f"serving {server['base_url']} (model {server['model']}); Ctrl-C stops it")
 
         raise typer.Exit(localmodel.serve_foreground(ws, port=port, on_start=started))
     info("starting the local model server...")
     server = localmodel.serve(ws, port=port)
     if json_out:
-        print_json(server_json(ws, server))
+        print_json(server)
     else:
-        out().print(server.base_url)
+        out().print(server["base_url"])
 
 
 @model_app.command("status")
@@ -78,17 +65,16 @@ def status_cmd(json_out: JsonOpt = False) -> None:
 
     Example: agents model status --json | jq -r 'select(.ready) | .base_url'
     """
-    ws = workspace()
-    server = localmodel.status(ws)
+    server = localmodel.status(workspace())
     if json_out:
-        print_json(server_json(ws, server))
+        print_json(server)
         return
-    if server is None:
-        installed = "installed" if localmodel.is_available() else "not installed"
+    if not server["running"]:
+        installed = "installed" if localmodel.installed() else "not installed"
         out().print(f"not running (local model {installed})")
         return
-    state = "ready" if server.ready else "starting"
-    out().print(f"{state}: {server.base_url}  model={server.model}  pid={server.pid}  log={localmodel.log_path(ws)}")
+    state = "ready" if server["ready"] else "starting"
+    out().print(f"{state}: {server['base_url']}  model={server['model']}  pid={server['pid']}  log={server['log']}")
 
 
 @model_app.command("stop")
@@ -110,8 +96,8 @@ def path_cmd(json_out: JsonOpt = False) -> None:
 
     Example: ls -lh "$(agents model path)"
     """
-    path = localmodel.gguf_path()
+    weights = localmodel.weights()
     if json_out:
-        print_json({"gguf": str(path), "server_installed": localmodel.server_missing() is None})
+        print_json(weights)
     else:
-        out().print(str(path), markup=False)
+        out().print(weights["gguf"], markup=False)

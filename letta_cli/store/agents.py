@@ -27,6 +27,14 @@ from letta_cli.store.workspace import Workspace
 _cache: dict[Path, tuple[int, int, AgentDef]] = {}
 
 
+class AgentExists(Conflict):
+    """Saving a new agent under a name that is taken."""
+
+    def __init__(self, name: str, path: Path):
+        super().__init__(f"agent {name!r} already exists ({path})")
+        self.name = name
+
+
 @dataclass
 class LoadReport:
     agents: list[AgentDef]
@@ -133,12 +141,22 @@ class AgentStore:
     def save(self, agent: AgentDef, *, overwrite: bool = False) -> Path:
         path = self.ws.agent_file(agent.name)
         if path.exists() and not overwrite:
-            raise Conflict(f"agent {agent.name!r} already exists ({path}); use --force to replace it")
+            raise AgentExists(agent.name, path)
         self.ws.agents_dir.mkdir(parents=True, exist_ok=True)
         text = dump_agent(agent)
         if path.exists():
             text = merge_into_existing(path.read_text(encoding="utf-8"), text)
         atomic_write(path, text)
+        return path
+
+    def save_file(self, name: str, source: Path) -> Path:
+        """Replace agent `name`'s file with `source` byte for byte (a person's edit, comments and all), once
+        it parses as that agent's definition; InvalidFile (naming `source`) if it does not."""
+        path = self.ws.agent_file(name)
+        if source.stem != name:
+            raise InvalidFile(f"{source}: the file name must be {name}.toml")
+        parse_agent_file(source)
+        atomic_write(path, source.read_bytes())
         return path
 
     def delete(self, name: str) -> Path:

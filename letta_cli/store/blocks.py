@@ -38,6 +38,22 @@ class EditRefused(Conflict, ToolError):
         self.kind = kind
 
 
+class MissingSharedBlock(NotFound):
+    """An agent lists a shared block that does not exist."""
+
+    def __init__(self, agent: str, label: str):
+        super().__init__(f"agent {agent!r} lists shared block {label!r}, which does not exist: create it or detach it")
+        self.agent, self.label = agent, label
+
+
+class BlockAttached(Conflict):
+    """Deleting a shared block that agents still list."""
+
+    def __init__(self, label: str, agents: list[str]):
+        super().__init__(f"shared block {label!r} is attached to {', '.join(agents)}; detach it first")
+        self.label, self.agents = label, agents
+
+
 # ------------------------------------------------------------------------------------------------- store
 
 
@@ -146,10 +162,7 @@ class BlockStore:
             try:
                 blocks.append(self.get(label))
             except NotFound:
-                raise NotFound(
-                    f"agent {agent.name!r} lists shared block {label!r}, which does not exist: create it "
-                    f"(agents blocks create {label}) or detach it (agents blocks detach {label} {agent.name})"
-                ) from None
+                raise MissingSharedBlock(agent.name, label) from None
         return blocks
 
     def block_for(self, agent: AgentDef, label: str) -> Block:
@@ -253,10 +266,7 @@ class BlockStore:
             raise NotFound(self._missing(label, owner))
         attached = self.attached_agents(label) if owner is None else []
         if attached and not force:
-            raise Conflict(
-                f"shared block {label!r} is attached to {', '.join(attached)}; detach it first "
-                f"(agents blocks detach {label} {' '.join(attached)}) or use --force"
-            )
+            raise BlockAttached(label, attached)
         with locked(self._lock_path(label, owner)):
             if not path.is_file():
                 raise NotFound(self._missing(label, owner))

@@ -1,9 +1,16 @@
-"""Agent histories: .agents/history/<agent>.jsonl, append-only, one HistoryEntry a line."""
+"""Agent histories: .agents/history/<agent>.jsonl, append-only, one HistoryEntry a line; and the readers of
+append-only JSON-lines files (a history, the trace): the tail, the last turns, and following new lines.
+
+A reader skips what is not a complete JSON object line (a line torn by a crash, or cut by where a tail
+starts), as the engine does.
+"""
 
 from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 from pydantic import ValidationError
@@ -45,6 +52,42 @@ def _tail_lines(path: Path, nbytes: int) -> list[bytes]:
     return lines[1:] if start > 0 else lines
 
 
+def _object_lines(raw: Iterable[bytes]) -> Iterator[str]:
+    for line in raw:
+        try:
+            obj = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(obj, dict):
+            yield line.decode("utf-8", errors="replace")
+
+
+def all_lines(path: Path) -> list[str]:
+    """Every entry line of the file, as stored."""
+    try:
+        return list(_object_lines(path.read_bytes().split(b"\n")))
+    except FileNotFoundError:
+        return []
+
+
+def last_turns(path: Path, turns: int) -> list[str]:
+    """The entry lines of the last `turns` turns, as stored (reading only as much of the end as they need)."""
+    if turns <= 0:
+        return []
+    try:
+        size = path.stat().st_size
+    except FileNotFoundError:
+        return []
+    chunk = 64 * 1024
+    while True:
+        lines = list(_object_lines(_tail_lines(path, chunk)))
+        seen = list(dict.fromkeys(json.loads(line).get("turn_id") for line in lines))
+        if len(seen) > turns or chunk >= size:
+            keep = set(seen[-turns:])
+            return [line for line in lines if json.loads(line).get("turn_id") in keep]
+        chunk *= 4
+
+
 def tail(path: Path, nbytes: int) -> list[dict]:
     """The last complete entries within roughly `nbytes` of the end of the file."""
     out = []
@@ -79,3 +122,43 @@ def window(path: Path, max_entries: int, max_chars: int) -> list[HistoryEntry]:
     while picked and picked[0].seq != 0:  # drop a partial turn at the front
         picked.pop(0)
     return picked
+
+
+@dataclass
+class Follower:
+    """Reads the lines appended to a file since the last look (`history --follow`, live progress)."""
+
+    path: Path
+    offset: int = 0
+    partial: bytes = b""
+
+    def at_line_with(self, marker: str, window: int = 1024 * 1024) -> Follower:
+        """Start at the line holding `marker` if it is among the last `window` bytes, else at the end."""
+        try:
+            size = self.path.stat().st_size
+            with open(self.path, "rb") as fh:
+                start = max(0, size - window)
+                fh.seek(start)
+                data = fh.read(size - start)
+        except FileNotFoundError:
+            return self
+        found = data.find(marker.encode())
+        self.offset = size if found < 0 else start + data.rfind(b"\n", 0, found) + 1
+        return self
+
+    def read(self) -> list[str]:
+        """The complete entry lines appended since the last read (a replaced or truncated file: from its start)."""
+        try:
+            size = self.path.stat().st_size
+        except FileNotFoundError:
+            return []
+        if size < self.offset:
+            self.offset, self.partial = 0, b""
+        if size == self.offset:
+            return []
+        with open(self.path, "rb") as fh:
+            fh.seek(self.offset)
+            data = fh.read(size - self.offset)
+        self.offset += len(data)
+        *complete, self.partial = (self.partial + data).split(b"\n")
+        return list(_object_lines(complete))

@@ -32,5 +32,9 @@ class TurnRecords:
     def exists(self, message_id: str) -> bool:
         return self.path(message_id).exists()
 
+    def discard(self, message_id: str) -> None:
+        """Forget a record (a dead letter given another chance must not be found dead again at once)."""
+        self.path(message_id).unlink(missing_ok=True)
+
     def commit(self, record: TurnRecord) -> None:
         atomic_write(self.path(record.message_id), record.model_dump_json())

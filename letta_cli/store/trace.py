@@ -13,9 +13,11 @@ from typing import Any
 
 from letta_cli.core.ids import now
 from letta_cli.core.models import Message
+from letta_cli.core.text import clip
 from letta_cli.store.fsio import append_line, read_json_lines
 
 TRACE_VERSION = 1
+BODY_CHARS = 2000  # a message body in the trace is cut here (the message itself is whole in the queue)
 
 
 Listener = Callable[[dict], None]
@@ -44,14 +46,8 @@ class Trace:
             recipient=message.recipient,
             kind=message.kind,
             hop=message.hop,
-            body=clip(message.body),
+            body=clip(message.body, BODY_CHARS),
         )
 
     def events(self) -> Iterator[dict]:
         return read_json_lines(self.path)
-
-
-def clip(text: str | None, limit: int = 2000) -> str | None:
-    if text is None or len(text) <= limit:
-        return text
-    return text[:limit] + f"... [{len(text) - limit} more chars]"

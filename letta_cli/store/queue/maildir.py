@@ -1,14 +1,14 @@
-"""The durable message queue: a maildir-style spool under .agents/queue/, one immutable JSON file a message.
+"""The maildir backend: a spool under .agents/queue/, one immutable JSON file a message.
 
 A message's state is the folder it sits in, moved by atomic rename:
 
     tmp/ --link--> new/<id>.json --claim--> cur/<id>.a<N>.json --ack--> (gone; its turn record remains)
                       ^                         |--retry--> new/<id>.a<N>.json (mtime = not before)
                       |                         `--dead---> dead/<id>.json + dead/<id>.error.json
-                      `------- recover() -------'           corrupt/ holds files that do not parse
+                      `------- recover() -------'           corrupt/<name> + corrupt/<name>.error.txt
 
-The attempt count lives in the file name, so claiming (one rename) records it durably. Producers take no
-lock; only the scheduler (holding the scheduler lock) claims, moves and deletes.
+The attempt count lives in the file name, so claiming (one rename) records it durably. This module is the
+only code that knows these names.
 """
 
 from __future__ import annotations
@@ -19,57 +19,39 @@ import os
 import re
 import time
 from concurrent.futures import Executor
-from dataclasses import dataclass
 from pathlib import Path
 
 from pydantic import ValidationError
 
+from letta_cli.core.errors import NotFound
 from letta_cli.core.faults import crashpoint, failpoint
 from letta_cli.core.ids import now
 from letta_cli.core.models import Message
 from letta_cli.store.fsio import atomic_write, atomic_write_json, ensure_dir, fsync_dir, storage_errors, write_tmp
+from letta_cli.store.queue.interface import STATES, Claimed, Entry, QueueItem, State
 
-FOLDERS = ("tmp", "new", "cur", "dead", "corrupt")
+FOLDERS = ("tmp", *STATES)
 NAME_RE = re.compile(r"^(?P<id>[0-9a-f-]{36})(?:\.a(?P<attempts>\d+))?\.json$")
+NOTES = (".error.json", ".error.txt")  # a dead letter's reason, a corrupt file's reason
 
 
-@dataclass(frozen=True)
-class Entry:
-    """A message file name in new/: its id, how often it was tried, and when it may run."""
-
-    id: str
-    attempts: int
-    name: str
-    not_before: float
-
-
-@dataclass
-class Claimed:
-    message: Message
-    attempts: int  # including this one
-    path: Path
-
-
-class Queue:
+class MaildirQueue:
     def __init__(self, root: Path):
         self.root = root
         self.dirs = {name: root / name for name in FOLDERS}
 
-    def setup(self) -> Queue:
+    def setup(self) -> MaildirQueue:
         for path in self.dirs.values():
             ensure_dir(path)
         return self
 
     # --- producers ---------------------------------------------------------------------------------
 
-    def publish(self, message: Message) -> Path:
-        """Make a message durable in new/. Returns only once it is on disk. Re-publishing an id is a no-op."""
+    def publish(self, message: Message) -> None:
         self.publish_many([message])
-        return self.dirs["new"] / f"{message.id}.json"
 
     def publish_many(self, messages: list[Message], io: Executor | None = None) -> None:
-        """Publish a batch durably: files written and fsynced (concurrently on `io`), linked into new/, then
-        one fsync of new/ for all of them. Returns only once every message is on disk."""
+        """Files written and fsynced (concurrently on `io`), linked into new/, then one fsync of new/ for all."""
         self.setup()
 
         def stage(message: Message) -> tuple[Message, Path]:
@@ -91,11 +73,9 @@ class Queue:
             fsync_dir(self.dirs["new"])
 
     def known_ids(self) -> set[str]:
-        """Ids of every message in new/, cur/ or dead/ (one listing each, for checking a batch)."""
         return {n[:36] for d in ("new", "cur", "dead") for n in self._names(d) if NAME_RE.match(n)}
 
     def known(self, message_id: str) -> bool:
-        """Is a message with this id anywhere in the queue? (The scheduler uses this for idempotent sends.)"""
         if (self.dirs["new"] / f"{message_id}.json").exists() or (self.dirs["dead"] / f"{message_id}.json").exists():
             return True
         return any(e.startswith(message_id) for d in ("new", "cur") for e in self._names(d))
@@ -109,7 +89,6 @@ class Queue:
             return []
 
     def scan(self) -> tuple[list[Entry], list[str]]:
-        """Messages waiting in new/, oldest first, and names that are not message files."""
         entries, strays = [], []
         for name in self._names("new"):
             m = NAME_RE.match(name)
@@ -126,8 +105,16 @@ class Queue:
         entries.sort(key=lambda e: e.id)
         return entries, strays
 
+    def peek(self, entry: Entry) -> Message | None:
+        try:
+            return self.read(self.dirs["new"] / entry.name)
+        except FileNotFoundError:
+            return None
+
+    def read(self, path: Path) -> Message:
+        return Message.model_validate_json(path.read_bytes())
+
     def claim(self, entry: Entry) -> Claimed | None:
-        """Move a message to cur/, counting the attempt. None if it turned out corrupt (quarantined)."""
         attempts = entry.attempts + 1
         dst = self.dirs["cur"] / f"{entry.id}.a{attempts}.json"
         with storage_errors("the queue"):
@@ -137,21 +124,24 @@ class Queue:
         try:
             message = Message.model_validate_json(dst.read_bytes())
         except (ValidationError, ValueError, UnicodeDecodeError) as exc:
-            self.quarantine(dst, f"unreadable message file: {str(exc).splitlines()[0]}")
+            self._quarantine(dst, f"unreadable message file: {str(exc).splitlines()[0]}")
             return None
         if message.id != entry.id:
-            self.quarantine(dst, f"file name says {entry.id} but the message id is {message.id}")
+            self._quarantine(dst, f"file name says {entry.id} but the message id is {message.id}")
             return None
-        return Claimed(message, attempts, dst)
+        return Claimed(message, attempts, str(dst))
+
+    def in_flight(self, claimed: Claimed) -> bool:
+        return claimed.path.exists()
 
     def ack(self, claimed: Claimed) -> None:
-        """Forget a handled message. Its turn record is the proof it was handled, so no fsync is needed."""
+        """No fsync: the turn record is the proof the message was handled, so a resurrected file is a no-op."""
         with contextlib.suppress(FileNotFoundError):
             os.unlink(claimed.path)
         crashpoint("after_ack")
 
     def retry(self, claimed: Claimed, delay: float) -> None:
-        """Put a failed message back, not to run before `delay` seconds from now (kept in its mtime)."""
+        """The not-before time is kept in the file's mtime."""
         dst = self.dirs["new"] / f"{claimed.message.id}.a{claimed.attempts}.json"
         when = time.time() + delay
         with storage_errors("the queue"):
@@ -160,7 +150,6 @@ class Queue:
             fsync_dir(self.dirs["new"])
 
     def release(self, claimed: Claimed) -> None:
-        """Give back a message whose turn was interrupted by a clean stop: the attempt does not count."""
         attempts = claimed.attempts - 1
         suffix = f".a{attempts}" if attempts else ""
         with storage_errors("the queue"):
@@ -177,31 +166,7 @@ class Queue:
             os.rename(claimed.path, self.dirs["dead"] / f"{mid}.json")
             fsync_dir(self.dirs["dead"])
 
-    def requeue_dead(self, message_id: str) -> None:
-        """Give a dead letter another chance: back to new/ (attempts reset), its error note removed."""
-        with storage_errors("the queue"):
-            os.rename(self.dirs["dead"] / f"{message_id}.json", self.dirs["new"] / f"{message_id}.json")
-            fsync_dir(self.dirs["new"])
-        with contextlib.suppress(FileNotFoundError):
-            (self.dirs["dead"] / f"{message_id}.error.json").unlink()
-
-    def purge_dead(self) -> list[str]:
-        """Delete every dead letter and its error note; returns their ids."""
-        removed = []
-        with storage_errors("the queue"):
-            for name in self._names("dead"):
-                m = NAME_RE.match(name)
-                if m and not name.endswith(".error.json"):
-                    for doomed in (name, f"{m['id']}.error.json"):
-                        with contextlib.suppress(FileNotFoundError):
-                            (self.dirs["dead"] / doomed).unlink()
-                    removed.append(m["id"])
-            if removed:
-                fsync_dir(self.dirs["dead"])
-        return removed
-
-    def quarantine(self, path: Path, reason: str) -> None:
-        """Move an unreadable file to corrupt/ with a note, so it never blocks the queue."""
+    def _quarantine(self, path: Path, reason: str) -> None:
         dst = self.dirs["corrupt"] / path.name
         with storage_errors("the queue"):
             os.rename(path, dst)
@@ -211,10 +176,10 @@ class Queue:
     def quarantine_strays(self, names: list[str]) -> None:
         for name in names:
             with contextlib.suppress(FileNotFoundError):
-                self.quarantine(self.dirs["new"] / name, "not a message file name")
+                self._quarantine(self.dirs["new"] / name, "not a message file name")
 
     def recover(self) -> int:
-        """On start: put interrupted work (cur/) back in new/, and drop abandoned temp files."""
+        """Also drops the temp files of producers that died between their write and their link."""
         self.setup()
         moved = 0
         for name in self._names("cur"):
@@ -229,30 +194,97 @@ class Queue:
             fsync_dir(self.dirs["new"])
         return moved
 
+    # --- repairs -----------------------------------------------------------------------------------
+
+    def requeue_dead(self, message_id: str) -> None:
+        """Safe while a scheduler runs: one atomic rename publishes the message to new/."""
+        try:
+            with storage_errors("the queue"):
+                os.rename(self.dirs["dead"] / f"{message_id}.json", self.dirs["new"] / f"{message_id}.json")
+                fsync_dir(self.dirs["new"])
+        except FileNotFoundError:
+            raise NotFound(f"no dead letter {message_id} in {self.root}") from None
+        with contextlib.suppress(FileNotFoundError):
+            (self.dirs["dead"] / f"{message_id}.error.json").unlink()
+
+    def purge_dead(self) -> list[str]:
+        removed = []
+        with storage_errors("the queue"):
+            for name in self._names("dead"):
+                m = NAME_RE.match(name)
+                if m and not name.endswith(NOTES):
+                    for doomed in (name, f"{m['id']}.error.json"):
+                        with contextlib.suppress(FileNotFoundError):
+                            (self.dirs["dead"] / doomed).unlink()
+                    removed.append(m["id"])
+            if removed:
+                fsync_dir(self.dirs["dead"])
+        return removed
+
     # --- inspection --------------------------------------------------------------------------------
 
-    def depths(self) -> dict[str, int]:
-        return {
-            folder: sum(1 for n in self._names(folder) if n.endswith(".json") and not n.endswith(".error.json"))
-            for folder in ("new", "cur", "dead", "corrupt")
-        }
+    def _message_names(self, folder: str) -> list[str]:
+        return sorted(n for n in self._names(folder) if not n.startswith(".") and not n.endswith(NOTES))
 
-    def find(self, message_id: str) -> tuple[str, Path] | None:
-        for folder in ("new", "cur", "dead", "corrupt"):
-            for name in self._names(folder):
-                if name.startswith(message_id) and name.endswith(".json") and not name.endswith(".error.json"):
-                    return folder, self.dirs[folder] / name
+    def depths(self) -> dict[str, int]:
+        return {folder: sum(1 for n in self._message_names(folder) if n.endswith(".json")) for folder in STATES}
+
+    def items(self, states: tuple[State, ...] = STATES) -> list[QueueItem]:
+        found: list[QueueItem] = []
+        for state in states:
+            found.extend(i for name in self._message_names(state) if (i := self._item(state, name)) is not None)
+        return found
+
+    def find(self, message_id: str) -> QueueItem | None:
+        for state in STATES:
+            for name in self._message_names(state):
+                m = NAME_RE.match(name)
+                if m and m["id"] == message_id and (item := self._item(state, name)) is not None:
+                    return item
         return None
 
-    def read(self, path: Path) -> Message:
-        return Message.model_validate_json(path.read_bytes())
-
     def dead_reason(self, message_id: str) -> str | None:
-        path = self.dirs["dead"] / f"{message_id}.error.json"
+        return self._dead_note(message_id).get("error")
+
+    def _dead_note(self, message_id: str) -> dict:
         try:
-            return json.loads(path.read_text()).get("error")
+            note = json.loads((self.dirs["dead"] / f"{message_id}.error.json").read_text())
         except (OSError, ValueError):
-            return None
+            return {}
+        return note if isinstance(note, dict) else {}
+
+    def _item(self, state: State, name: str) -> QueueItem | None:
+        path = self.dirs[state] / name
+        try:
+            stored_at = path.stat().st_mtime
+            raw = path.read_bytes()
+        except FileNotFoundError:
+            return None  # claimed or moved while we looked
+        m = NAME_RE.match(name)
+        attempts = int(m["attempts"] or 0) if m else None
+        try:
+            message: Message | None = Message.model_validate_json(raw)
+        except (ValidationError, ValueError, UnicodeDecodeError):
+            message = None
+        reason = None
+        if state == "dead":
+            note = self._dead_note(m["id"] if m else name)
+            reason, attempts = note.get("error"), note.get("attempts", attempts)
+        elif state == "corrupt":
+            with contextlib.suppress(OSError):
+                reason = (self.dirs["corrupt"] / f"{name}.error.txt").read_text().strip()
+        return QueueItem(
+            id=m["id"] if m else name,
+            state=state,
+            name=name,
+            location=str(path),
+            attempts=attempts,
+            message=message,
+            raw=raw,
+            stored_at=stored_at,
+            not_before=stored_at if state == "new" and attempts else None,
+            reason=reason,
+        )
 
 
 def sweep_temp_files(state_dir: Path) -> int:

@@ -1,0 +1,51 @@
+"""The embedded local model as library calls: what `agents model serve | status | stop | path` do.
+
+Each returns the --json shape of its command (docs/local-model.md): the server's record, whether it runs and
+answers, and where its log is.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from letta_cli.model import local
+from letta_cli.store.workspace import Workspace
+
+
+def _server_json(ws: Workspace, server: local.ServerInfo | None) -> dict:
+    data: dict[str, object] = {"running": server is not None, "ready": bool(server and server.ready)}
+    if server is not None:
+        data.update(server.model_dump(mode="json"))
+    data["log"] = str(local.log_path(ws))
+    return data
+
+
+def serve(ws: Workspace, *, port: int | None = None) -> dict:
+    """Start the server in the background (or find the running one) and wait until it answers."""
+    return _server_json(ws, local.serve(ws, port=port))
+
+
+def serve_foreground(ws: Workspace, *, port: int | None = None, on_start: Callable[[dict], None]) -> int:
+    """Run the server attached to this terminal until it exits or Ctrl-C; its exit code. `on_start` gets the
+    server's record once the process is spawned (before it answers)."""
+    return local.serve_foreground(ws, port=port, on_start=lambda server: on_start(_server_json(ws, server)))
+
+
+def status(ws: Workspace) -> dict:
+    """Whether the workspace's server runs and answers, and where."""
+    return _server_json(ws, local.status(ws))
+
+
+def installed() -> bool:
+    """Could the local model be served here (llama.cpp's server and the weights are installed)?"""
+    return local.is_available()
+
+
+def stop(ws: Workspace) -> bool:
+    """Stop the workspace's server; False if none ran."""
+    return local.stop(ws)
+
+
+def weights() -> dict:
+    """Where the weights are (LocalModelMissing if they are not installed), and whether the server is."""
+    return {"gguf": str(local.gguf_path()), "server_installed": local.server_missing() is None}
