@@ -1,7 +1,8 @@
 """Durable file primitives: atomic writes, appends, directory fsync and advisory locks.
 
-Every state file goes through here, so "nothing half-written" is decided in one place. Files are created
-0600 / folders 0700 because state may hold private conversations.
+Every state file goes through here, so "nothing half-written" is decided in one place, and so is "no secret
+the process read for a model call is ever written" (core.secrets). Files are created 0600 / folders 0700
+because state may hold private conversations.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from pathlib import Path
 
 from letta_cli.core.errors import StorageError
 from letta_cli.core.faults import crashpoint, failpoint
+from letta_cli.core.secrets import redact_bytes
 
 FILE_MODE = 0o600
 DIR_MODE = 0o700
@@ -52,6 +54,7 @@ def storage_errors(what: str) -> Iterator[None]:
 def write_tmp(directory: Path, data: bytes, prefix: str = ".tmp-") -> Path:
     """Write data to a fresh, fsynced file in `directory` and return its path."""
     tmp = directory / f"{prefix}{os.getpid()}-{secrets.token_hex(6)}"
+    data = redact_bytes(data)
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE)
     try:
         failpoint("write")
@@ -94,7 +97,7 @@ def atomic_write_json(path: Path, obj: object) -> None:
 
 def append_line(path: Path, line: str, *, sync: bool = True) -> None:
     """Append one line with a single O_APPEND write, so concurrent appenders never interleave."""
-    data = (line.rstrip("\n") + "\n").encode()
+    data = redact_bytes((line.rstrip("\n") + "\n").encode())
     with storage_errors(str(path)):
         ensure_dir(path.parent)
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW, FILE_MODE)
