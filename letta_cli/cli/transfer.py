@@ -5,13 +5,12 @@ letta_cli.app.agentfile is imported inside the commands: its models cost startup
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from letta_cli.cli.common import out, print_json, warn, workspace
+from letta_cli.cli.common import out, print_json, warn, workspace, write_json_text
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON (stable format, see docs/agent-files.md).")]
 HistoryOpt = Annotated[bool, typer.Option("--with-history", help="Carry the agents' conversations too.")]
@@ -78,7 +77,7 @@ def register(app: typer.Typer) -> None:
         from letta_cli.app.agentfile import dump_agent_file, export_agents, export_to
 
         if output is None:
-            sys.stdout.write(dump_agent_file(export_agents(workspace(), names, with_history=with_history)))
+            write_json_text(dump_agent_file(export_agents(workspace(), names, with_history=with_history)).rstrip("\n"))
             return
         summary = export_to(workspace(), names, output, force=force, with_history=with_history).to_json()
         if json_out:

@@ -51,15 +51,18 @@ def escape_newlines(text: str) -> str:
 
 def for_terminal(text: str) -> str:
     """Text a terminal shows but never obeys: each control character (but newline and tab) written out as
-    \\x1b, so a model's reply cannot retitle the window, move the cursor or clear the screen."""
+    \\x1b, so a model's reply cannot retitle the window, move the cursor or clear the screen; and no known
+    secret in it."""
+    text = redact(text)
     if CONTROL_RE.search(text) is None:
         return text
     return CONTROL_RE.sub(lambda m: f"\\x{ord(m[0]):02x}", text.replace("\r\n", "\n"))
 
 
 def json_for_terminal(text: str) -> str:
-    """JSON text with DEL and the C1 controls escaped too (\\u009b): the same JSON value, safe at a terminal.
-    json.dumps escapes the C0 controls itself."""
+    """JSON text with DEL and the C1 controls escaped too (\\u009b): the same JSON value, safe at a terminal
+    (json.dumps escapes the C0 controls itself); and no known secret in it."""
+    text = redact(text)
     if JSON_UNESCAPED_RE.search(text) is None:
         return text
     return JSON_UNESCAPED_RE.sub(lambda m: f"\\u{ord(m[0]):04x}", text)
