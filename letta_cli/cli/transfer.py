@@ -25,6 +25,14 @@ def register(app: typer.Typer) -> None:
         ] = None,
         prefix: Annotated[str, typer.Option("--prefix", help="Put P before the name of every agent not renamed.")] = "",
         with_history: HistoryOpt = False,
+        trust_endpoints: Annotated[
+            bool,
+            typer.Option(
+                "--trust-endpoints",
+                help="Take the file's model endpoints and key variable names (shown on stderr); "
+                "without it they are dropped and this workspace's apply.",
+            ),
+        ] = False,
         json_out: JsonOpt = False,
     ) -> None:
         """Import agents, their memory blocks and tool settings from a Letta agent file.
@@ -35,6 +43,9 @@ def register(app: typer.Typer) -> None:
 
         Nothing is written unless all of it can be.
 
+        An agent file is untrusted: its endpoints and key variables are taken only with --trust-endpoints,
+        its limits only up to this workspace's.
+
         Examples:
           agents import memgpt_agent.af
           agents import team.af --prefix copy- --rename "Customer Service=support" --with-history
@@ -42,7 +53,9 @@ def register(app: typer.Typer) -> None:
         """
         from letta_cli.app.agentfile import import_source
 
-        result = import_source(workspace(), file, renames=rename, prefix=prefix, with_history=with_history)
+        result = import_source(
+            workspace(), file, renames=rename, prefix=prefix, with_history=with_history, trust_endpoints=trust_endpoints
+        )
         for line in result.plan.warnings:
             warn(f"warning: {line}")
         if json_out:

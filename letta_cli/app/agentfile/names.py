@@ -49,6 +49,22 @@ def strip_credentials(url: str) -> str:
     return urlunsplit((parts.scheme, host + port, parts.path, "", ""))
 
 
+KEY_RUN_RE = re.compile(r"[A-Za-z0-9]{24,}")  # a key's random part; words and dated model names are shorter
+
+
+def shareable_url(url: str) -> str:
+    """A URL fit for a file others will read: no credentials, no query, and the path cut before the first
+    segment that looks like a key (some gateways take the key in the path)."""
+    parts = urlsplit(strip_credentials(url))
+    kept: list[str] = []
+    for segment in parts.path.split("/"):
+        run = KEY_RUN_RE.search(segment)
+        if run and re.search(r"\d", run[0]) and re.search(r"[A-Za-z]", run[0]):
+            break
+        kept.append(segment)
+    return urlunsplit((parts.scheme, parts.netloc, "/".join(kept), "", ""))
+
+
 def agent_names(
     agents: list[AfAgent], renames: dict[str, str], prefix: str, source: str, exists: Callable[[str], bool]
 ) -> tuple[list[str], list[str]]:
