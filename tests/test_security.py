@@ -109,7 +109,7 @@ def test_a_key_echoed_back_by_the_endpoint_is_not_stored(secret_cli, ws):
 # ----------------------------------------------------------------------------------------------- modes
 
 
-def test_state_files_are_private_even_with_umask_0(cli, llm, ws):
+def test_state_files_and_folders_are_private_even_with_umask_0(cli, llm, ws):
     write_agent(ws, "alice", shared=["notes"], blocks={"persona": "me"})
     write_agent(ws, "bob", tags=["t"])
 
@@ -130,7 +130,12 @@ def test_state_files_are_private_even_with_umask_0(cli, llm, ws):
     os.chmod(ws / ".agents" / "queue" / "new" / "junk.txt", 0o600)
     run("run")  # a quarantined file and its note
     state = ws / ".agents"
-    assert os.stat(state).st_mode & 0o777 == 0o700
+    folders = [state, *(p for p in state.rglob("*") if p.is_dir())]
+    assert len(folders) >= 10  # blocks/private/alice, queue/*, history, turns: all made under umask 000
+    wide = [
+        f"{oct(p.stat().st_mode & 0o777)} {p.relative_to(ws)}" for p in folders if p.stat().st_mode & 0o777 != 0o700
+    ]
+    assert wide == [], "state folders not 0700"
     loose = [
         f"{oct(p.stat().st_mode & 0o777)} {p.relative_to(ws)}"
         for p in state.rglob("*")
