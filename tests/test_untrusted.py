@@ -13,52 +13,18 @@ import json
 import os
 import pty
 import sys
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import fails
 from tests.fakellm import call, error, text, tool_results
-from tests.harness import ForkCLI, shared_block, snapshot, write_agent
+from tests.harness import EchoServer, ForkCLI, shared_block, snapshot, write_agent
 
 # The user's own key, in a variable whose name says nothing of keys (redaction by name would miss it).
 CRED_VAR, CRED = "MY_LLM_CRED", "cred-4711-VALUE-9f8e7d6c5b4a"
 # Another secret of the environment that a hostile agent file asks for by name.
 LOOT_VAR, LOOT = "STRIPE_LIVE", "rk_live_LOOT-0123456789abcdef"
-
-
-class EchoServer:
-    """A careless or hostile endpoint: records every Authorization header and echoes it in a 401, after
-    `pad` characters (to put the key across the cut of an error line)."""
-
-    def __init__(self, pad: int = 0):
-        seen = self.seen = []
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args):
-                pass
-
-            def do_POST(self):
-                self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                auth = self.headers.get("Authorization", "")
-                seen.append(auth)
-                message = "x" * pad + f" Incorrect API key provided: {auth}"
-                data = json.dumps({"error": {"message": message, "code": "invalid_api_key"}}).encode()
-                self.send_response(401)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/v1"
-
-    def stop(self):
-        self.server.shutdown()
-        self.server.server_close()
 
 
 @pytest.fixture

@@ -11,6 +11,7 @@ import json
 from urllib.parse import quote, urlsplit
 
 MASK = "***"
+MASK_BYTES = MASK.encode()
 MIN_CHARS = 8  # no real key is shorter, and blanking a short value would blank ordinary words
 
 # Every form a secret takes in text: as it is, escaped inside a JSON string, percent-encoded in a URL.
@@ -43,20 +44,14 @@ def remember_url(url: str | None) -> None:
 
 
 def redact(text: str) -> str:
-    forms = _forms
-    if not forms:
-        return text
-    for form in forms:
+    for form in _forms:  # no secrets known (every process that makes no model call): no loop at all
         if form in text:
             text = text.replace(form, MASK)
     return text
 
 
 def redact_bytes(data: bytes) -> bytes:
-    forms = _forms_bytes
-    if not forms:
-        return data
-    for form in forms:
+    for form in _forms_bytes:
         if form in data:
-            data = data.replace(form, MASK.encode())
+            data = data.replace(form, MASK_BYTES)
     return data

@@ -29,20 +29,26 @@ FILE_MODE = 0o600
 DIR_MODE = 0o700
 
 _state_dirs: set[str] = set()  # the state folders of the workspaces this process opened
+_state_dir_cache: dict[str, str | None] = {}  # folder -> the state folder it is in (None: in none)
 
 
 def confine(state_dir: Path) -> None:
     """Below `state_dir`, follow no symbolic link: its folders are made and checked by ensure_dir."""
-    _state_dirs.add(os.fspath(state_dir))
+    path = os.fspath(state_dir)
+    if path not in _state_dirs:
+        _state_dirs.add(path)
+        _state_dir_cache.clear()
 
 
 def _state_dir_of(path: str) -> str | None:
-    while path not in _state_dirs:
-        parent = os.path.dirname(path)
-        if parent == path:
-            return None
-        path = parent
-    return path
+    known = _state_dir_cache.get(path, "")  # get, not `in`: another thread may clear the cache meanwhile
+    if known != "":
+        return known
+    top = path
+    while top not in _state_dirs and os.path.dirname(top) != top:
+        top = os.path.dirname(top)
+    found = _state_dir_cache[path] = top if top in _state_dirs else None
+    return found
 
 
 def ensure_dir(path: Path) -> Path:
@@ -70,9 +76,10 @@ def check_dir(path: Path) -> None:
 
 
 def _walk(top: str, where: str, *, create: bool) -> None:
-    folder = top
-    for part in where[len(top) :].split(os.sep):
-        folder = os.path.join(folder, part) if part else folder
+    folders = [top]
+    for part in where[len(top) + 1 :].split(os.sep) if where != top else ():
+        folders.append(folders[-1] + os.sep + part)
+    for folder in folders:
         try:
             mode = os.lstat(folder).st_mode
         except FileNotFoundError:
