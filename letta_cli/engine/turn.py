@@ -20,7 +20,7 @@ from letta_cli.model.endpoint import Endpoint
 from letta_cli.ports import TurnContext
 from letta_cli.store import history
 from letta_cli.store.trace import clip
-from letta_cli.tools.base import clip_result, parse_arguments
+from letta_cli.tools.base import Tool, clip_result
 from letta_cli.tools.messaging import inbound_text
 from letta_cli.tools.registry import enabled_tools
 
@@ -33,7 +33,7 @@ async def run_turn(ctx: TurnContext, client: ModelClient, endpoint: Endpoint) ->
     started_at = now()
     agent, limits = ctx.agent, ctx.limits
     tools = enabled_tools(agent.tools, agent.disabled_tools)
-    schemas = [t.specialize(ctx, t.schema) if t.specialize else t.schema for t in tools.values()]
+    schemas = [t.offer(ctx) for t in tools.values()]
     offer_tools = True
     terminal = set(agent.tool_rules.terminal)
     past = [
@@ -111,7 +111,7 @@ async def run_turn(ctx: TurnContext, client: ModelClient, endpoint: Endpoint) ->
     )
 
 
-async def run_tool(ctx: TurnContext, tools: dict, name: str, raw_args: str) -> tuple[str, bool]:
+async def run_tool(ctx: TurnContext, tools: dict[str, Tool], name: str, raw_args: str) -> tuple[str, bool]:
     """Run one tool call; every mistake of the model becomes a tool error it can read and correct."""
     started = time.monotonic()
     failed = True
@@ -119,7 +119,7 @@ async def run_tool(ctx: TurnContext, tools: dict, name: str, raw_args: str) -> t
         tool = tools.get(name)
         if tool is None:
             raise ToolError(f"unknown tool {name!r}; available: {', '.join(tools) or 'none'}")
-        output = await tool.handler(ctx, parse_arguments(raw_args))
+        output = await tool.run(ctx, tool.validate(raw_args))
         failed = False
     except ToolError as exc:
         output = f"Error: {exc}"
