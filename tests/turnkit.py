@@ -1,8 +1,10 @@
-"""Running one turn in-process: a stub Runtime (the protocol of letta_cli.ports, without a scheduler), a small
-workspace, and run_turn against the scripted model server through the real openai SDK.
+"""Running turns in-process, against the scripted model server through the real openai SDK:
 
-    rt = StubRuntime(answer=lambda m: reply(m, "pong"))
-    record = turn(ws, llm, "alice", "hi", runtime=rt)
+- one turn: run_turn with a stub Runtime (the protocol of letta_cli.ports, without a scheduler), e.g.
+      rt = StubRuntime(answer=lambda m: reply(m, "pong"))
+      record = turn(ws, llm, "alice", "hi", runtime=rt)
+- a whole exchange: `send`, what `agents send` does (publish, then serve the queue until answered) through the
+  same library calls, without paying a Python start-up and the openai import per command.
 """
 
 from __future__ import annotations
@@ -83,6 +85,15 @@ class StubRuntime:
 
 class BudgetSpent(Exception):
     pass
+
+
+def send(root: Path, agent: str, body: str, timeout: float = 30) -> TurnRecord:
+    """`agents send AGENT BODY` in-process: its record (the CLI prints "\n".join(record.reply))."""
+    from letta_cli.app import messaging
+
+    ws = Workspace(root.resolve())
+    [msg] = messaging.publish(ws, [agent], body)
+    return messaging.wait(ws, [msg.id], timeout)[msg.id]
 
 
 def small_workspace(root: Path) -> Workspace:
