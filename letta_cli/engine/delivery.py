@@ -12,14 +12,14 @@ from concurrent.futures import Executor
 from letta_cli.core.faults import crashpoint
 from letta_cli.core.models import Message, TurnRecord
 from letta_cli.store import history
-from letta_cli.store.queue import Claimed, Queue
+from letta_cli.store.queue import Claimed, MessageQueue
 from letta_cli.store.records import TurnRecords
 from letta_cli.store.trace import Trace
 from letta_cli.store.workspace import Workspace
 
 
 class Delivery:
-    def __init__(self, ws: Workspace, queue: Queue, records: TurnRecords, trace: Trace):
+    def __init__(self, ws: Workspace, queue: MessageQueue, records: TurnRecords, trace: Trace):
         self.ws = ws
         self.queue = queue
         self.records = records

@@ -11,7 +11,7 @@ import time
 from collections.abc import Container
 from typing import Literal
 
-from letta_cli.store.queue import Claimed, Entry, Queue
+from letta_cli.store.queue import Claimed, Entry, MessageQueue
 from letta_cli.store.records import TurnRecords
 
 Mode = Literal["drain", "watch", "until"]
@@ -19,7 +19,7 @@ PEEK_CACHE_MAX = 100_000
 
 
 class Intake:
-    def __init__(self, queue: Queue, records: TurnRecords, mode: Mode, until: set[str]):
+    def __init__(self, queue: MessageQueue, records: TurnRecords, mode: Mode, until: set[str]):
         self.queue = queue
         self.records = records
         self.mode = mode
@@ -77,12 +77,13 @@ class Intake:
         hit = self._peeked.get(entry.id)
         if hit is None:
             try:
-                msg = self.queue.read(self.queue.dirs["new"] / entry.name)
-                hit = (msg.recipient, msg.chain_id)
-            except FileNotFoundError:
-                return None
-            except (ValueError, UnicodeDecodeError):
+                msg = self.queue.peek(entry)
+            except ValueError:  # unreadable (UnicodeDecodeError is one)
                 hit = (None, None)
+            else:
+                if msg is None:
+                    return None
+                hit = (msg.recipient, msg.chain_id)
             if len(self._peeked) > PEEK_CACHE_MAX:
                 self._peeked.clear()
             self._peeked[entry.id] = hit

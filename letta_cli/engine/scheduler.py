@@ -26,6 +26,7 @@ from typing import TypeVar
 
 from letta_cli.core.errors import AgentsError, StorageError
 from letta_cli.core.models import Message, TurnRecord, TurnStatus, Usage
+from letta_cli.core.text import clip
 from letta_cli.engine.budgets import Budgets
 from letta_cli.engine.delivery import Delivery
 from letta_cli.engine.intake import Intake, Mode
@@ -36,9 +37,9 @@ from letta_cli.model.client import ModelClient
 from letta_cli.model.endpoint import resolve_endpoint
 from letta_cli.ports import TurnContext
 from letta_cli.store.agents import AgentStore
-from letta_cli.store.queue import Claimed, Queue, sweep_temp_files
+from letta_cli.store.queue import Claimed, open_queue, sweep_temp_files
 from letta_cli.store.records import TurnRecords
-from letta_cli.store.trace import Trace, clip
+from letta_cli.store.trace import Trace
 from letta_cli.store.workspace import Workspace
 
 __all__ = ["Mode", "Scheduler"]
@@ -52,7 +53,7 @@ class Scheduler:
         self.ws = ws
         self.mode = mode
         self.limits = ws.config.limits
-        self.queue = Queue(ws.queue_dir).setup()
+        self.queue = open_queue(ws.queue_dir).setup()
         self.records = TurnRecords(ws.turns_dir)
         self.store = AgentStore(ws)
         self.client = ModelClient(self.limits.model_timeout, self.limits.model_retries)
@@ -156,7 +157,7 @@ class Scheduler:
             self.handled += 1
             self.replies.delivered(record)
         except asyncio.CancelledError:
-            if not committed and claimed.path.exists():
+            if not committed and self.queue.in_flight(claimed):
                 with contextlib.suppress(OSError):
                     self.queue.release(claimed)
             raise

@@ -14,15 +14,17 @@ from letta_cli.core.errors import ToolError
 from letta_cli.core.faults import crashpoint
 from letta_cli.core.ids import now
 from letta_cli.core.models import HistoryEntry, TurnRecord
+from letta_cli.core.text import clip
 from letta_cli.engine.prompt import system_prompt
 from letta_cli.model.client import ModelClient
 from letta_cli.model.endpoint import Endpoint
 from letta_cli.ports import TurnContext
 from letta_cli.store import history
-from letta_cli.store.trace import clip
-from letta_cli.tools.base import Tool, clip_result
+from letta_cli.tools.base import Tool
 from letta_cli.tools.messaging import inbound_text
 from letta_cli.tools.registry import enabled_tools
+
+MAX_RESULT_CHARS = 8000  # of one tool result, as the model reads it
 
 
 def entry(ctx: TurnContext, seq: int, role: str, **fields: Any) -> HistoryEntry:
@@ -123,7 +125,7 @@ async def run_tool(ctx: TurnContext, tools: dict[str, Tool], name: str, raw_args
         failed = False
     except ToolError as exc:
         output = f"Error: {exc}"
-    output = clip_result(output)
+    output = clip(output, MAX_RESULT_CHARS, "more chars cut")
     ctx.trace.emit(
         "tool_call",
         message_id=ctx.message.id,

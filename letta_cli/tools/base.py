@@ -19,7 +19,6 @@ from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError
 from letta_cli.core.errors import ToolError
 from letta_cli.ports import TurnContext
 
-MAX_RESULT_CHARS = 8000
 IGNORED = frozenset({"request_heartbeat"})  # sent by models trained on MemGPT-style tools
 
 Run = Callable[[TurnContext, Any], Awaitable[str]]
@@ -185,9 +184,3 @@ def model_of(name: str, parameters: dict[str, Any]) -> type[BaseModel]:
             kind = list[_PYTHON.get(prop.get("items", {}).get("type", ""), Any)]  # type: ignore[misc]
         fields[f"p{i}"] = (kind, Field(... if key in required else None, alias=key))
     return create_model(f"{name}_arguments", __base__=Arguments, **fields)
-
-
-def clip_result(text: str) -> str:
-    if len(text) <= MAX_RESULT_CHARS:
-        return text
-    return text[:MAX_RESULT_CHARS] + f"... [{len(text) - MAX_RESULT_CHARS} more chars cut]"

@@ -1,5 +1,5 @@
-"""Letta's memory tools: one arguments model per tool (its schema, its validation and the edit it makes), run
-through BlockStore.edit so every change is one locked read-modify-write."""
+"""Letta's memory tools: one arguments model per tool (its schema, its validation and the edit it makes, from
+letta_cli.core.memory_edits), run through BlockStore.edit so every change is one locked read-modify-write."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from typing import Annotated, Any, cast
 
 from pydantic import AliasChoices, Field
 
+from letta_cli.core import memory_edits
 from letta_cli.core.errors import NotFound, ToolError
 from letta_cli.core.models import AgentDef, Block
 from letta_cli.ports import TurnContext
@@ -23,15 +24,15 @@ class MemoryEdit(Arguments):
         raise NotImplementedError
 
 
-def _clip(text: str, n: int = 200) -> str:
-    return text if len(text) <= n else text[:n] + "..."
+NEW_STRING = AliasChoices("new_string", "new_str")  # Letta's earlier parameter names are still accepted
+OLD_STRING = AliasChoices("old_string", "old_str")
 
 
 class CoreMemoryAppend(MemoryEdit):
     content: Annotated[str, Field(description="Text to append.")]
 
     def apply(self, block: Block) -> str:
-        return f"{block.value}\n{self.content}" if block.value else self.content
+        return memory_edits.append(block, self.content)
 
 
 class CoreMemoryReplace(MemoryEdit):
@@ -39,15 +40,7 @@ class CoreMemoryReplace(MemoryEdit):
     new_content: Annotated[str, Field(description="Replacement text.")]
 
     def apply(self, block: Block) -> str:
-        if not self.old_content:
-            raise ToolError("old_content must not be empty")
-        if self.old_content not in block.value:
-            raise ToolError(f"Old content '{_clip(self.old_content)}' not found in memory block '{block.label}'")
-        return block.value.replace(self.old_content, self.new_content)
-
-
-NEW_STRING = AliasChoices("new_string", "new_str")  # Letta's earlier parameter names are still accepted
-OLD_STRING = AliasChoices("old_string", "old_str")
+        return memory_edits.replace_all(block, self.old_content, self.new_content)
 
 
 class MemoryInsert(MemoryEdit):
@@ -57,15 +50,7 @@ class MemoryInsert(MemoryEdit):
     ] = -1
 
     def apply(self, block: Block) -> str:
-        lines = block.value.split("\n") if block.value else []
-        at = self.insert_line
-        if at == -1:
-            at = len(lines)
-        elif not 0 <= at <= len(lines):
-            raise ToolError(
-                f"Invalid insert_line {at}: use a line number in [0, {len(lines)}], or -1 for the end of the block"
-            )
-        return "\n".join(lines[:at] + self.new_string.split("\n") + lines[at:])
+        return memory_edits.insert(block, self.new_string, self.insert_line)
 
 
 class MemoryReplace(MemoryEdit):
@@ -75,23 +60,7 @@ class MemoryReplace(MemoryEdit):
     new_string: Annotated[str, Field(description="Replacement text (empty to delete).", validation_alias=NEW_STRING)]
 
     def apply(self, block: Block) -> str:
-        old = self.old_string
-        if not old:
-            raise ToolError("old_string must not be empty")
-        count = block.value.count(old)
-        if count == 0:
-            raise ToolError(
-                f"No replacement was performed: old_string '{_clip(old)}' does not appear verbatim in "
-                f"memory block '{block.label}'"
-            )
-        if count > 1:
-            lines = [i + 1 for i, line in enumerate(block.value.split("\n")) if old in line]
-            where = f" (lines {lines})" if lines else ""
-            raise ToolError(
-                f"No replacement was performed: old_string '{_clip(old)}' occurs {count} times{where} in memory "
-                f"block '{block.label}'; include more context so it is unique"
-            )
-        return block.value.replace(old, self.new_string)
+        return memory_edits.replace_unique(block, self.old_string, self.new_string)
 
 
 class MemoryRethink(MemoryEdit):
