@@ -214,7 +214,8 @@ class FakeLLM:
             request_queue_size = 1024
 
         self._server = Server(("127.0.0.1", 0), Handler)
-        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        # a short poll interval: stop() waits up to one interval, and every test using the server pays it
+        threading.Thread(target=self._server.serve_forever, args=(0.02,), daemon=True).start()
         return self.url
 
     @property

@@ -1,7 +1,7 @@
 """Memory blocks as a library: the store, what an agent sees, the rendering, and Letta's memory tools.
 
-The tools are called exactly as the turn engine calls them (run_memory_tool), and every check looks at
-the files on disk afterwards.
+The tools are called through run_memory_tool (the validation and the edit a turn's tool call runs), and every
+check looks at the files on disk afterwards.
 """
 
 from __future__ import annotations
@@ -204,12 +204,12 @@ def test_tool_schemas_have_lettas_names_and_parameters():
     }
     assert list(MEMORY_TOOLS) == list(expected)
     for name, (params, required) in expected.items():
-        schema = MEMORY_TOOLS[name]
+        schema = MEMORY_TOOLS[name].schema
         assert schema["type"] == "function" and schema["function"]["name"] == name
         assert list(schema["function"]["parameters"]["properties"]) == params
         assert schema["function"]["parameters"]["required"] == required
         assert len(schema["function"]["description"]) < 120  # prompt tokens matter
-    assert MEMORY_TOOLS["memory_insert"]["function"]["parameters"]["properties"]["insert_line"]["type"] == "integer"
+    assert MEMORY_TOOLS["memory_insert"].parameters["properties"]["insert_line"]["type"] == "integer"
 
 
 def test_core_memory_append(workspace, store, alice):

@@ -1,7 +1,9 @@
 """Issue 5: agents talking to agents with Letta's three tools (Letta's own acceptance scenarios, plus ours).
 
-Every test runs the real CLI in a subprocess; the "model" is the scripted fake server (tests/fakellm.py), so
-the assertions are on what each agent's model was actually sent and on the files left in the workspace.
+The "model" is the scripted fake server (tests/fakellm.py), so the assertions are on what each agent's model
+was actually sent and on the files left in the workspace. What the shell sees (output, exit codes, `run
+--watch`, `list`) runs the real CLI in a subprocess; the turn logic between agents runs `ask`, the library
+calls `agents send` makes (publish, then serve until answered), in-process: no Python start-up per command.
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ from pathlib import Path
 import pytest
 import tomli_w
 
+from letta_cli.core.models import TurnRecord
+from tests import turnkit
 from tests.conftest import CLI
 from tests.fakellm import FakeLLM, Reply, agent_of, call, calls, error, last_user_text, text, tool_results
 
@@ -77,6 +81,24 @@ def index(llm: FakeLLM, body: dict) -> int:
 
 def send(cli: CLI, name: str, message: str, *extra: str, timeout: float = SUB):
     return cli("send", name, message, *extra, timeout=timeout)
+
+
+@pytest.fixture
+def lib(cli: CLI, llm: FakeLLM, ws: Path) -> Path:
+    """A workspace for in-process turns: the endpoint goes into agents.toml (the CLI gets it from the env)."""
+    path = ws / "agents.toml"
+    path.write_text(tomli_w.dumps({**tomllib.loads(path.read_text()), "base_url": llm.url}))
+    return ws
+
+
+def ask(ws: Path, name: str, message: str) -> TurnRecord:
+    """`agents send NAME MESSAGE`, in-process."""
+    return turnkit.send(ws, name, message, timeout=SUB)
+
+
+def printed(record: TurnRecord) -> str:
+    """What `agents send` prints of a record."""
+    return "\n".join(record.reply)
 
 
 @contextlib.contextmanager
@@ -145,7 +167,7 @@ def test_wait_for_reply_carries_the_secret_word_both_ways(cli, llm, ws):
     assert tools[BROADCAST]["properties"]["tags"]["type"] == "array"
 
 
-def test_wait_for_reply_returns_every_assistant_message_or_no_response(cli, llm, ws):
+def test_wait_for_reply_returns_every_assistant_message_or_no_response(lib, llm, ws):
     """The reply is every assistant message the receiver produced in that one turn; none: ['<no response>']."""
     for name in ("alice", "bob", "carol"):
         agent(ws, name)
@@ -162,9 +184,9 @@ def test_wait_for_reply_returns_every_assistant_message_or_no_response(cli, llm,
     llm.script("bob", [call("send_message", message="first thing"), text("unused")])
     llm.script("carol", [text(""), text("")])  # empty, and empty again when asked without tools
 
-    res = send(cli, "alice", "go", "--json")
-    assert res.code == 0, res.err
-    assert json.loads(res.json()["reply"]) == [
+    record = ask(ws, "alice", "go")
+    assert record.status == "ok", record.error
+    assert json.loads(printed(record)) == [
         {"agent_id": "bob", "response": ["first thing"]},
         {"agent_id": "carol", "response": ["<no response>"]},
     ]
@@ -172,7 +194,7 @@ def test_wait_for_reply_returns_every_assistant_message_or_no_response(cli, llm,
     assert len(llm.requests_for("bob")) == 1
 
 
-def test_waits_for_cycle_is_refused_not_hung(cli, llm, ws):
+def test_waits_for_cycle_is_refused_not_hung(lib, llm, ws):
     agent(ws, "alice")
     agent(ws, "bob")
     llm.script("alice", [call(WAIT, message="question for bob", other_agent_id="bob")])
@@ -181,8 +203,8 @@ def test_waits_for_cycle_is_refused_not_hung(cli, llm, ws):
     llm.on("bob", lambda body: text("bob saw: " + tool_results(body)[0]))
 
     started = time.monotonic()
-    res = send(cli, "alice", "start", "--json")
-    assert res.code == 0, res.err
+    record = ask(ws, "alice", "start")
+    assert record.status == "ok", record.error
     assert time.monotonic() - started < 20
 
     bob_result = tool_results(llm.requests_for("bob")[1])[0]
@@ -195,7 +217,7 @@ def test_waits_for_cycle_is_refused_not_hung(cli, llm, ws):
     assert reply["agent_id"] == "bob" and "deadlock" in reply["response"][0]
 
 
-def test_three_agent_waits_for_cycle_is_refused(cli, llm, ws):
+def test_three_agent_waits_for_cycle_is_refused(lib, llm, ws):
     set_limits(ws, wait_timeout=5)  # a lost request shows up as a timeout, not as a hung test
     for name in ("a", "b", "c"):
         agent(ws, name)
@@ -209,15 +231,15 @@ def test_three_agent_waits_for_cycle_is_refused(cli, llm, ws):
                 else call(WAIT, message=f"from {name}", other_agent_id=nxt[name])
             ),
         )
-    res = send(cli, "a", "start")
-    assert res.code == 0, res.err
+    record = ask(ws, "a", "start")
+    assert record.status == "ok", record.error
     c_result = tool_results(llm.requests_for("c")[1])[0]
     assert c_result.startswith("Error:") and "deadlock" in c_result
     assert len(turns(llm, "a")) == 1
-    assert "deadlock" in res.out  # the refusal travelled back up c -> b -> a
+    assert "deadlock" in printed(record)  # the refusal travelled back up c -> b -> a
 
 
-def test_wait_and_broadcast_timeouts_are_tool_errors(cli, llm, ws):
+def test_wait_and_broadcast_timeouts_are_tool_errors(lib, llm, ws):
     set_limits(ws, model_timeout=10)
     agent(ws, "alice", extra="[limits]\nwait_timeout = 1\n")
     agent(ws, "bob")
@@ -238,8 +260,8 @@ def test_wait_and_broadcast_timeouts_are_tool_errors(cli, llm, ws):
     llm.on("alice", lambda body: text("done"))
 
     started = time.monotonic()
-    res = send(cli, "alice", "ask around")
-    assert res.code == 0, res.err
+    record = ask(ws, "alice", "ask around")
+    assert record.status == "ok", record.error
     assert time.monotonic() - started < 20
     wait_result, broadcast_result = tool_results(llm.requests_for("alice")[1])
     assert wait_result.startswith("Error:") and "bob" in wait_result and "1s" in wait_result
@@ -251,7 +273,7 @@ def test_wait_and_broadcast_timeouts_are_tool_errors(cli, llm, ws):
     assert len(llm.requests_for("alice")) == 2
 
 
-def test_bad_targets_are_tool_errors(cli, llm, ws):
+def test_bad_targets_are_tool_errors(lib, llm, ws):
     """Unknown ids (with close matches), waiting on yourself, a target whose model fails: errors, not hangs."""
     for name in ("alice", "bob", "robert", "broken"):
         agent(ws, name)
@@ -269,8 +291,8 @@ def test_bad_targets_are_tool_errors(cli, llm, ws):
         ],
     )
     llm.on("alice", lambda body: text("done"))
-    res = send(cli, "alice", "go")
-    assert res.code == 0, res.err
+    record = ask(ws, "alice", "go")
+    assert record.status == "ok", record.error
     wait_err, async_err, far_err, self_err, broken_err = tool_results(llm.requests_for("alice")[1])
     assert wait_err.startswith("Error:") and "'bobb'" in wait_err and "bob" in wait_err.replace("'bobb'", "")
     assert async_err.startswith("Error:") and "robert" in async_err
@@ -326,7 +348,7 @@ def test_broadcast_reaches_exactly_the_agents_with_all_tags(cli, llm, ws):
     assert list((ws / ".agents" / "queue" / "dead").glob("*.json"))
 
 
-def test_broadcast_tool_follows_the_letta_tag_table(cli, llm, ws):
+def test_broadcast_tool_follows_the_letta_tag_table(lib, llm, ws):
     for name, tags in TAG_TABLE.items():
         agent(ws, name, tags)
         llm.on(name, lambda body, name=name: text(f"{name} here"))
@@ -334,8 +356,8 @@ def test_broadcast_tool_follows_the_letta_tag_table(cli, llm, ws):
     queries = [(BROADCAST, {"message": f"q{i}", "tags": tags}) for i, (tags, _) in enumerate(TAG_CASES)]
     llm.script("boss", [calls(*queries, (BROADCAST, {"message": "everyone?", "tags": []}))])
     llm.on("boss", lambda body: text("ok"))
-    res = send(cli, "boss", "ask around")
-    assert res.code == 0, res.err
+    record = ask(ws, "boss", "ask around")
+    assert record.status == "ok", record.error
     *results, empty = tool_results(llm.requests_for("boss")[1])
     # an empty tag list matches nobody: a tool error, never "everyone"
     assert empty.startswith("Error:") and "empty" in empty
@@ -357,7 +379,7 @@ def test_list_by_tags_follows_the_letta_tag_table(cli, ws):
     assert {a["name"] for a in cli.ok("list", "--tag", "primary,b1", "--json").json()} == {"a1", "a3"}
 
 
-def test_broadcast_skips_an_agent_that_waits_on_the_sender(cli, llm, ws):
+def test_broadcast_skips_an_agent_that_waits_on_the_sender(lib, llm, ws):
     """w1 waits on the manager; the manager's broadcast to [worker] must not wait on w1 (deadlock)."""
     agent(ws, "manager")
     agent(ws, "w1", ["worker"])
@@ -368,15 +390,15 @@ def test_broadcast_skips_an_agent_that_waits_on_the_sender(cli, llm, ws):
     llm.on("manager", lambda body: text(tool_results(body)[0]))
     llm.on("w2", lambda body: text("w2 fine"))
 
-    res = send(cli, "w1", "ask the manager")
-    assert res.code == 0, res.err
+    record = ask(ws, "w1", "ask the manager")
+    assert record.status == "ok", record.error
     results = {r["agent_id"]: r for r in json.loads(tool_results(llm.requests_for("manager")[1])[0])}
     assert results["w2"] == {"agent_id": "w2", "response": ["w2 fine"]}
     assert "deadlock" in results["w1"]["error"]
     assert len(turns(llm, "w1")) == 1
 
 
-def test_broadcast_to_fifty_agents_runs_them_concurrently(cli, llm, ws):
+def test_broadcast_to_fifty_agents_runs_them_concurrently(lib, llm, ws):
     agent(ws, "manager")
     for i in range(50):
         agent(ws, f"w{i:02d}", ["swarm"])
@@ -391,10 +413,10 @@ def test_broadcast_to_fifty_agents_runs_them_concurrently(cli, llm, ws):
 
     llm.on("manager", manager)
     started = time.monotonic()
-    res = send(cli, "manager", "go")
+    record = ask(ws, "manager", "go")
     elapsed = time.monotonic() - started
-    assert res.code == 0, res.err
-    assert res.out.strip() == "50"
+    assert record.status == "ok", record.error
+    assert printed(record).strip() == "50"
     results = json.loads(tool_results(llm.requests_for("manager")[1])[0])
     assert sorted(r["agent_id"] for r in results) == [f"w{i:02d}" for i in range(50)]
     assert all(r["response"] == [f"{r['agent_id']} ok"] for r in results)
@@ -404,7 +426,7 @@ def test_broadcast_to_fifty_agents_runs_them_concurrently(cli, llm, ws):
     assert elapsed < 10, f"the whole command took {elapsed:.1f}s"
 
 
-def test_broadcast_concurrency_limit_is_respected(cli, llm, ws):
+def test_broadcast_concurrency_limit_is_respected(lib, llm, ws):
     """broadcast_concurrency bounds how many of a broadcast's turns run at once."""
     set_limits(ws, broadcast_concurrency=2)
     agent(ws, "manager")
@@ -426,8 +448,8 @@ def test_broadcast_concurrency_limit_is_respected(cli, llm, ws):
         llm.on(f"w{i}", worker)
     llm.script("manager", [call(BROADCAST, message="go", tags=["crew"])])
     llm.on("manager", lambda body: text("done"))
-    res = send(cli, "manager", "go")
-    assert res.code == 0, res.err
+    record = ask(ws, "manager", "go")
+    assert record.status == "ok", record.error
     assert state["max"] == 2
 
 
@@ -523,13 +545,13 @@ def ping_pong(llm: FakeLLM, a: str = "ping", b: str = "pong") -> None:
         )
 
 
-def test_ping_pong_stops_at_the_hop_limit(cli, llm, ws):
+def test_ping_pong_stops_at_the_hop_limit(lib, llm, ws):
     set_limits(ws, hop_limit=4)
     agent(ws, "ping")
     agent(ws, "pong")
     ping_pong(llm)
-    res = send(cli, "ping", "start the game")
-    assert res.code == 0, res.err
+    record = ask(ws, "ping", "start the game")
+    assert record.status == "ok", record.error
     # user->ping (hop 0), ping->pong 1, pong->ping 2, ping->pong 3, pong->ping 4: the 5th send is refused
     assert len(turns(llm, "ping")) == 3
     assert len(turns(llm, "pong")) == 2
@@ -540,13 +562,13 @@ def test_ping_pong_stops_at_the_hop_limit(cli, llm, ws):
     assert not list((ws / ".agents" / "queue" / "new").glob("*.json"))
 
 
-def test_ping_pong_stops_at_the_chain_turn_budget(cli, llm, ws):
+def test_ping_pong_stops_at_the_chain_turn_budget(lib, llm, ws):
     set_limits(ws, chain_turn_budget=2)
     agent(ws, "ping")
     agent(ws, "pong")
     ping_pong(llm)
-    res = send(cli, "ping", "start the game")
-    assert res.code == 0, res.err
+    record = ask(ws, "ping", "start the game")
+    assert record.status == "ok", record.error
     # the user's message to ping starts the chain (not budgeted); pong and ping then use the budget of two,
     # and the next message is stopped without a model call
     assert len(turns(llm, "ping")) == 2 and len(turns(llm, "pong")) == 1
@@ -570,13 +592,13 @@ def test_chain_token_budget_stops_the_chain(cli, llm, ws):
 # ------------------------------------------------------------------------------------------ tool rules
 
 
-def test_first_tool_rule_forces_the_first_call_only(cli, llm, ws):
+def test_first_tool_rule_forces_the_first_call_only(lib, llm, ws):
     agent(ws, "lead", extra=f'[tool_rules]\nfirst = "{BROADCAST}"\n')
     agent(ws, "crew1", ["crew"])
     llm.script("lead", [call(BROADCAST, message="ready?", tags=["crew"])])
     llm.on("lead", lambda body: text("all ready"))
-    res = send(cli, "lead", "check the crew")
-    assert res.code == 0, res.err
+    record = ask(ws, "lead", "check the crew")
+    assert record.status == "ok", record.error
     first, second = llm.requests_for("lead")
     assert first["tool_choice"] == {"type": "function", "function": {"name": BROADCAST}}
     assert second["tool_choice"] == "auto"
@@ -584,7 +606,7 @@ def test_first_tool_rule_forces_the_first_call_only(cli, llm, ws):
     assert llm.requests_for("crew1")[0]["tool_choice"] == "auto"
 
 
-def test_terminal_tool_rule_ends_the_turn(cli, llm, ws):
+def test_terminal_tool_rule_ends_the_turn(lib, llm, ws):
     agent(ws, "scribe", extra='[tool_rules]\nterminal = ["core_memory_append"]\n[memory.blocks.notes]\nvalue = ""\n')
     llm.script(
         "scribe",
@@ -594,10 +616,10 @@ def test_terminal_tool_rule_ends_the_turn(cli, llm, ws):
             text("never asked"),
         ],
     )
-    res = send(cli, "scribe", "note this", "--json")
-    assert res.code == 0, res.err
+    record = ask(ws, "scribe", "note this")
+    assert record.status == "ok", record.error
     assert len(llm.requests_for("scribe")) == 2
-    assert res.json()["status"] == "ok"
+    assert record.status == "ok"
     block = json.loads((ws / ".agents" / "blocks" / "private" / "scribe" / "notes.json").read_text())
     assert "remember the milk" in block["value"]
 

@@ -1,10 +1,15 @@
-"""The single-process scheduler: claims messages, runs turns concurrently on one asyncio loop, commits them.
+"""The single-process scheduler: claims messages, runs turns concurrently on one asyncio loop, delivers them.
+It is the Runtime (letta_cli.ports) its turns see, and it conducts the parts that each do one job:
+intake (what may start), budgets, replies (requests between turns), delivery (commit, then apply) and
+retry (what a failure means).
 
 Guarantees:
 - one process runs turns (the caller holds the scheduler lock); one turn per agent at a time, in arrival order;
 - a message is handled once in effect: its turn's record is committed atomically, then applied idempotently
   (history, outbox, ack), so a kill -9 at any point leads to a replay that changes nothing twice;
-- a wait that would close a waits-for cycle is refused; waits time out; a clean stop gives messages back.
+- a wait that would close a waits-for cycle is refused; waits time out; a clean stop gives messages back;
+- nothing blocks the loop: commits and fsyncs run on an I/O pool, endpoint resolution (which may start the
+  local model server and wait for it) in a thread of its own.
 """
 
 from __future__ import annotations
@@ -12,60 +17,66 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
+import threading
 import time
-from collections import Counter
+import traceback
+from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Literal
+from typing import TypeVar
 
-from letta_cli.core.errors import AgentsError, StorageError, ToolError
-from letta_cli.core.faults import crashpoint
-from letta_cli.core.models import Message, TurnRecord, Usage
+from letta_cli.core.errors import AgentsError, StorageError
+from letta_cli.core.models import Message, TurnRecord, TurnStatus, Usage
+from letta_cli.core.text import clip
+from letta_cli.engine.budgets import Budgets
+from letta_cli.engine.delivery import Delivery
+from letta_cli.engine.intake import Intake, Mode
+from letta_cli.engine.replies import Replies
+from letta_cli.engine.retry import Final, Halt, Retry, judge, storage_failure
 from letta_cli.engine.turn import run_turn
-from letta_cli.engine.waits import WaitsFor
-from letta_cli.model.client import ModelClient, describe, is_permanent, redact
+from letta_cli.model.client import ModelClient
 from letta_cli.model.endpoint import resolve_endpoint
 from letta_cli.ports import TurnContext
-from letta_cli.store import history
 from letta_cli.store.agents import AgentStore
-from letta_cli.store.queue import Claimed, Entry, Queue, sweep_temp_files
+from letta_cli.store.queue import Claimed, open_queue, sweep_temp_files
 from letta_cli.store.records import TurnRecords
 from letta_cli.store.trace import Trace
 from letta_cli.store.workspace import Workspace
 
-Mode = Literal["drain", "watch", "until"]
+__all__ = ["Mode", "Scheduler"]
+
 POLL_SECONDS = 0.05  # how often new/ is looked at for messages from other processes
-
-
-class BudgetExceeded(Exception):
-    """A chain (or an agent within it) used up its token budget: the chain stops."""
+T = TypeVar("T")
 
 
 class Scheduler:
     def __init__(self, ws: Workspace, *, mode: Mode = "drain", until: set[str] | None = None):
         self.ws = ws
         self.mode = mode
-        self.until = set(until or ())
         self.limits = ws.config.limits
-        self.queue = Queue(ws.queue_dir).setup()
+        self.queue = open_queue(ws.queue_dir).setup()
         self.records = TurnRecords(ws.turns_dir)
-        self.trace = Trace(ws.trace_path)
         self.store = AgentStore(ws)
         self.client = ModelClient(self.limits.model_timeout, self.limits.model_retries)
-        self.waits = WaitsFor()
+        self.intake = Intake(self.queue, self.records, mode, until or set())
+        self.budgets = Budgets(self.limits)
+        self.delivery = Delivery(ws, self.queue, self.records, Trace(ws.trace_path))
+        self.replies = Replies(self.records, self._publish_requests)
         self.busy: dict[str, asyncio.Task] = {}  # agent -> its running turn
-        self.futures: dict[str, asyncio.Future[TurnRecord]] = {}
-        self.chain_turns: Counter[str] = Counter()
-        self.chain_tokens: Counter[str] = Counter()
-        self.agent_chain_tokens: Counter[tuple[str, str]] = Counter()
-        self.active_chains: set[str] = set()
         self.handled = 0
         self.deadline: float | None = None  # monotonic time at which to stop (a waiting `send`'s timeout)
-        self._peek_cache: dict[str, tuple[str | None, str | None]] = {}
         self.fatal: BaseException | None = None
         self._slots: asyncio.Semaphore | None = None
         self._io: ThreadPoolExecutor | None = None  # commits and fsyncs overlap here, off the event loop
         self._wake: asyncio.Event | None = None
         self._stopping = False
+
+    @property
+    def trace(self) -> Trace:
+        return self.delivery.trace
+
+    @trace.setter
+    def trace(self, trace: Trace) -> None:  # a caller may swap in a Trace with a listener before serving
+        self.delivery.trace = trace
 
     # --- the loop ----------------------------------------------------------------------------------
 
@@ -107,66 +118,17 @@ class Scheduler:
             return True
         if self.mode == "watch" or self.busy:
             return False
-        if self.mode == "until" and not self._answered():
+        if self.mode == "until" and not self.intake.answered():
             return False
         return pending == 0
 
-    def _answered(self) -> bool:
-        """In "until" mode: are all the messages we serve for answered? (Checked once a pump, not per entry.)"""
-        self.until = {m for m in self.until if not self.records.exists(m)}
-        return not self.until
-
-    def _claimable(self, message_chain: str | None, answered: bool) -> bool:
-        """In "until" mode, once our own messages are answered, only finish the chains already started."""
-        return self.mode != "until" or not answered or message_chain in self.active_chains
-
     def _pump(self) -> int:
         """Start a turn for every idle agent whose oldest message is ready. Returns messages still to run."""
-        entries, strays = self.queue.scan()
-        if strays:
-            self.queue.quarantine_strays(strays)
-        pending = 0
-        blocked: set[str] = set()  # agents whose oldest message cannot start now: the rest wait (FIFO)
-        clock = time.time()
-        answered = self.mode == "until" and self._answered()
-        for entry in entries:
-            peeked = self._peek(entry)
-            if peeked is None:  # claimed or moved meanwhile
-                continue
-            recipient, chain = peeked
-            if recipient is None:  # unreadable: claiming it quarantines it at once
-                self.queue.claim(entry)
-                continue
-            if recipient in blocked:
-                pending += self._claimable(chain, answered)
-                continue
-            blocked.add(recipient)
-            if not self._claimable(chain, answered):
-                continue
-            if self._stopping or entry.not_before > clock or recipient in self.busy:
-                pending += 1
-                continue
-            claimed = self.queue.claim(entry)
-            if claimed is not None:
-                self.active_chains.add(claimed.message.chain_id)
-                self.busy[recipient] = asyncio.get_running_loop().create_task(self._handle(claimed))
+        claimed, pending = self.intake.claim_ready(self.busy, self._stopping)
+        loop = asyncio.get_running_loop()
+        for one in claimed:
+            self.busy[one.message.recipient] = loop.create_task(self._handle(one))
         return pending
-
-    def _peek(self, entry: Entry) -> tuple[str | None, str | None] | None:
-        """Recipient and chain of a waiting message (read once, cached by id: files are immutable)."""
-        hit = self._peek_cache.get(entry.id)
-        if hit is None:
-            try:
-                msg = self.queue.read(self.queue.dirs["new"] / entry.name)
-                hit = (msg.recipient, msg.chain_id)
-            except FileNotFoundError:
-                return None
-            except (ValueError, UnicodeDecodeError):
-                hit = (None, None)
-            if len(self._peek_cache) > 100_000:
-                self._peek_cache.clear()
-            self._peek_cache[entry.id] = hit
-        return hit
 
     async def _shutdown(self) -> None:
         tasks = list(self.busy.values())
@@ -189,33 +151,27 @@ class Scheduler:
                 record = await self._run(claimed)
                 if record is None:  # put back for a retry
                     return
-                await loop.run_in_executor(self._io, self._commit, record)
+                await loop.run_in_executor(self._io, self.delivery.commit, record)
             committed = True
-            await loop.run_in_executor(self._io, self._apply, record, claimed)
+            await loop.run_in_executor(self._io, self.delivery.apply, record, claimed)
             self.handled += 1
-            future = self.futures.pop(msg.id, None)
-            if future is not None and not future.done():
-                future.set_result(record)
+            self.replies.delivered(record)
         except asyncio.CancelledError:
-            if not committed and claimed.path.exists():
+            if not committed and self.queue.in_flight(claimed):
                 with contextlib.suppress(OSError):
                     self.queue.release(claimed)
             raise
         except (StorageError, OSError) as exc:  # the disk refused a write: stop rather than guess
-            self.fatal = exc if isinstance(exc, StorageError) else StorageError(f"storage failure: {exc}")
+            self.fatal = storage_failure(exc)
             self.stop()
         finally:
             if self.busy.get(msg.recipient) is asyncio.current_task():
                 del self.busy[msg.recipient]
-            self._peek_cache.pop(msg.id, None)
+            self.intake.forget(msg.id)
             if self._wake is not None:
                 self._wake.set()
 
-    def _commit(self, record: TurnRecord) -> None:
-        self.records.commit(record)
-        crashpoint("after_commit")
-
-    def _final(self, msg: Message, status: str, error: str, attempts: int) -> TurnRecord:
+    def _final(self, msg: Message, status: TurnStatus, error: str, attempts: int) -> TurnRecord:
         return TurnRecord(
             message_id=msg.id,
             agent=msg.recipient,
@@ -227,6 +183,7 @@ class Scheduler:
         )
 
     async def _run(self, claimed: Claimed) -> TurnRecord | None:
+        """Run the turn of a claimed message: its record, or None if the message was put back for a retry."""
         msg, attempts = claimed.message, claimed.attempts
         if attempts > self.limits.max_attempts:
             return self._final(
@@ -243,160 +200,81 @@ class Scheduler:
             agent = self.store.get(msg.recipient)
         except AgentsError as exc:
             return self._final(msg, "dead", str(exc), attempts)
-        if msg.hop > 0:  # messages from the shell start chains; only agent-to-agent turns are budgeted
-            if self.chain_turns[msg.chain_id] >= self.limits.chain_turn_budget:
-                return self._final(
-                    msg, "stopped", f"chain turn budget ({self.limits.chain_turn_budget}) exhausted", attempts
-                )
-            self.chain_turns[msg.chain_id] += 1
+        refused = self.budgets.admit(msg)
+        if refused is not None:
+            return self._final(msg, "stopped", refused, attempts)
         limits = agent.effective_limits(self.limits)
         ctx = TurnContext(self.ws, self, agent, msg, limits, attempts, self.trace)
-        self.trace.emit("turn_start", message_id=msg.id, chain_id=msg.chain_id, agent=agent.name, attempt=attempts)
+        event = {"message_id": msg.id, "chain_id": msg.chain_id, "agent": agent.name}
+        self.trace.emit("turn_start", **event, attempt=attempts)
         try:
-            endpoint = resolve_endpoint(self.ws, agent)
+            endpoint = await in_thread(resolve_endpoint, self.ws, agent)
             return await run_turn(ctx, self.client, endpoint)
-        except asyncio.CancelledError:
-            raise
-        except BudgetExceeded as exc:
-            return self._final(msg, "stopped", str(exc), attempts)
-        except StorageError:
-            raise
-        except Exception as exc:  # model failures, broken memory files, bugs: retried, then dead-lettered
-            reason = describe(exc) if not isinstance(exc, AgentsError) else redact(str(exc))
-            permanent = isinstance(exc, AgentsError) or is_permanent(exc)
-            if permanent or attempts >= self.limits.max_attempts:
-                return self._final(msg, "dead", reason, attempts)
-            delay = self.limits.retry_backoff * 2 ** (attempts - 1)
-            self.trace.emit(
-                "retry",
-                message_id=msg.id,
-                chain_id=msg.chain_id,
-                agent=agent.name,
-                attempt=attempts,
-                error=reason,
-                delay=delay,
-            )
-            self.queue.retry(claimed, delay)
-            return None
+        except Exception as exc:  # judged: model failures are retried, storage stops us, a bug is reported
+            verdict = judge(exc, attempts, self.limits)
+            if isinstance(verdict, Halt):
+                if verdict.error is exc:
+                    raise
+                raise verdict.error from exc
+            if isinstance(verdict, Retry):
+                self.trace.emit("retry", **event, attempt=attempts, error=verdict.reason, delay=verdict.delay)
+                self.queue.retry(claimed, verdict.delay)
+                return None
+            assert isinstance(verdict, Final)
+            if verdict.internal:
+                stack = "".join(traceback.format_exception(exc))
+                self.trace.emit(
+                    "internal_error", **event, attempt=attempts, error=verdict.reason, traceback=clip(stack, 8000)
+                )
+            return self._final(msg, verdict.status, verdict.reason, attempts)
 
-    def _apply(self, record: TurnRecord, claimed: Claimed) -> None:
-        """Make a committed turn's effects real (on the I/O pool). Each step is idempotent, so a replay after a
-        crash is safe."""
-        msg = claimed.message
-        if record.history:  # ok, or ended in error after real work (e.g. the step limit)
-            path = self.ws.history_file(record.agent)
-            if not history.has_turn(path, record.message_id):
-                history.append_turn(path, record.history)
-                crashpoint("after_history_append")
-        for out in record.outbox:
-            self._publish_once(out)
-        self.trace.emit(
-            "turn_end",
-            message_id=msg.id,
-            chain_id=msg.chain_id,
-            agent=record.agent,
-            status=record.status,
-            reply=record.reply,
-            error=record.error,
-            prompt_tokens=record.usage.prompt_tokens,
-            completion_tokens=record.usage.completion_tokens,
-            model_calls=record.usage.model_calls,
-            duration_ms=round((record.ended_at - record.started_at).total_seconds() * 1000),
-            attempts=record.attempts,
-        )
-        if record.status == "dead":
-            self.queue.dead_letter(claimed, record.error or "failed")
-        else:
-            self.queue.ack(claimed)
+    async def _publish_requests(self, messages: list[Message]) -> None:
+        """Publish a waiting turn's requests off the loop (on the default pool: the fsyncs fan out to the I/O
+        pool, which must not wait on itself), then wake the pump."""
+        if messages:
+            await asyncio.get_running_loop().run_in_executor(None, self.delivery.publish_requests, messages, self._io)
+        if self._wake is not None:
+            self._wake.set()
 
-    # --- services for turns ------------------------------------------------------------------------
-
-    def _publish_once(self, message: Message) -> None:
-        """Publish a message from a turn, once: a replayed turn re-publishes the same ids, which is a no-op."""
-        if self.records.exists(message.id) or self.queue.known(message.id):
-            return
-        self.queue.publish(message)
-        self.trace.published(message)
+    # --- the Runtime its turns see (letta_cli.ports) -----------------------------------------------
 
     @contextlib.asynccontextmanager
-    async def model_slot(self):
+    async def model_slot(self) -> AsyncIterator[None]:
         assert self._slots is not None
         async with self._slots:
             yield
 
     def charge(self, ctx: TurnContext, usage: Usage) -> None:
-        chain, agent = ctx.message.chain_id, ctx.agent.name
-        self.chain_tokens[chain] += usage.total_tokens
-        self.agent_chain_tokens[(chain, agent)] += usage.total_tokens
-        if self.limits.chain_token_budget and self.chain_tokens[chain] > self.limits.chain_token_budget:
-            raise BudgetExceeded(f"chain token budget ({self.limits.chain_token_budget}) exceeded")
-        if self.limits.agent_token_budget and self.agent_chain_tokens[(chain, agent)] > self.limits.agent_token_budget:
-            raise BudgetExceeded(
-                f"agent {agent!r} token budget ({self.limits.agent_token_budget}) exceeded in this chain"
-            )
+        self.budgets.charge(ctx.message.chain_id, ctx.agent.name, usage)
 
     async def request(self, ctx: TurnContext, message: Message) -> TurnRecord:
-        """Send a request and suspend the calling turn (not the loop) until the target's turn ends."""
-        outcome = (await self.gather(ctx, [message], 1))[0]
-        if isinstance(outcome, str):
-            raise ToolError(outcome)
-        return outcome
+        return await self.replies.request(ctx, message)
 
     async def gather(self, ctx: TurnContext, messages: list[Message], limit: int) -> list[TurnRecord | str]:
-        """Send requests, at most `limit` outstanding, and collect each reply (or an error text)."""
-        outcomes: dict[str, TurnRecord | str] = {}
-        for start in range(0, len(messages), max(1, limit)):
-            chunk = messages[start : start + max(1, limit)]
-            outcomes.update(await self._gather_chunk(ctx, chunk))
-        return [outcomes[m.id] for m in messages]
+        return await self.replies.gather(ctx, messages, limit)
 
-    async def _gather_chunk(self, ctx: TurnContext, messages: list[Message]) -> dict[str, TurnRecord | str]:
-        outcomes: dict[str, TurnRecord | str] = {}
-        accepted: list[Message] = []
-        for message in messages:  # a request that would close a waits-for cycle is never sent
-            try:
-                self.waits.add(ctx.agent.name, message.recipient)
-                accepted.append(message)
-            except ToolError as exc:
-                outcomes[message.id] = str(exc)
+
+async def in_thread(fn: Callable[..., T], *args: object) -> T:
+    """Run a blocking call in a daemon thread of its own and await it. Unlike the default executor, a stop
+    never waits for it: a model server that takes two minutes to start must not hold up SIGTERM."""
+    loop = asyncio.get_running_loop()
+    future: asyncio.Future[T] = loop.create_future()
+
+    def settle(result: T | None, error: BaseException | None) -> None:
+        if future.done():  # the awaiting turn was cancelled
+            return
+        if error is not None:
+            future.set_exception(error)
+        else:
+            future.set_result(result)  # type: ignore[arg-type]
+
+    def work() -> None:
         try:
-            waits = {m.id: self._future_for(m.id) for m in accepted}
-            await self._publish_batch([m for m in accepted if not waits[m.id].done()])
-            timeout = ctx.limits.wait_timeout
+            result, error = fn(*args), None
+        except BaseException as exc:
+            result, error = None, exc
+        with contextlib.suppress(RuntimeError):  # the loop is closed: nobody is waiting any more
+            loop.call_soon_threadsafe(settle, result, error)
 
-            async def reply(message: Message) -> TurnRecord | str:
-                try:
-                    return await asyncio.wait_for(asyncio.shield(waits[message.id]), timeout)
-                except TimeoutError:
-                    return f"no reply from {message.recipient!r} within {timeout:g}s"
-
-            for message, outcome in zip(accepted, await asyncio.gather(*(reply(m) for m in accepted)), strict=True):
-                outcomes[message.id] = outcome
-        finally:
-            for message in accepted:
-                self.waits.remove(ctx.agent.name, message.recipient)
-        return outcomes
-
-    def _future_for(self, message_id: str) -> asyncio.Future[TurnRecord]:
-        """The future a waiting turn awaits; already done if the reply was committed (a replayed turn)."""
-        future = self.futures.get(message_id)
-        if future is None:
-            future = asyncio.get_running_loop().create_future()
-            record = self.records.get(message_id)
-            if record is not None:
-                future.set_result(record)
-            else:
-                self.futures[message_id] = future
-        return future
-
-    async def _publish_batch(self, messages: list[Message]) -> None:
-        """Publish requests off the event loop, in one batch (one fsync of new/ for all)."""
-        known = self.queue.known_ids()
-        fresh = [m for m in messages if m.id not in known]
-        if fresh:
-            # on the default pool: publish_many fans its fsyncs out to self._io and waits for them
-            await asyncio.get_running_loop().run_in_executor(None, self.queue.publish_many, fresh, self._io)
-            for message in fresh:
-                self.trace.published(message)
-        if self._wake is not None:
-            self._wake.set()
+    threading.Thread(target=work, name=f"agents-{getattr(fn, '__name__', 'call')}", daemon=True).start()
+    return await future

@@ -14,15 +14,17 @@ from letta_cli.core.errors import ToolError
 from letta_cli.core.faults import crashpoint
 from letta_cli.core.ids import now
 from letta_cli.core.models import HistoryEntry, TurnRecord
+from letta_cli.core.text import clip
 from letta_cli.engine.prompt import system_prompt
 from letta_cli.model.client import ModelClient
 from letta_cli.model.endpoint import Endpoint
 from letta_cli.ports import TurnContext
 from letta_cli.store import history
-from letta_cli.store.trace import clip
-from letta_cli.tools.base import clip_result, parse_arguments
+from letta_cli.tools.base import Tool
 from letta_cli.tools.messaging import inbound_text
 from letta_cli.tools.registry import enabled_tools
+
+MAX_RESULT_CHARS = 8000  # of one tool result, as the model reads it
 
 
 def entry(ctx: TurnContext, seq: int, role: str, **fields: Any) -> HistoryEntry:
@@ -33,7 +35,7 @@ async def run_turn(ctx: TurnContext, client: ModelClient, endpoint: Endpoint) ->
     started_at = now()
     agent, limits = ctx.agent, ctx.limits
     tools = enabled_tools(agent.tools, agent.disabled_tools)
-    schemas = [t.specialize(ctx, t.schema) if t.specialize else t.schema for t in tools.values()]
+    schemas = [t.offer(ctx) for t in tools.values()]
     offer_tools = True
     terminal = set(agent.tool_rules.terminal)
     past = [
@@ -111,7 +113,7 @@ async def run_turn(ctx: TurnContext, client: ModelClient, endpoint: Endpoint) ->
     )
 
 
-async def run_tool(ctx: TurnContext, tools: dict, name: str, raw_args: str) -> tuple[str, bool]:
+async def run_tool(ctx: TurnContext, tools: dict[str, Tool], name: str, raw_args: str) -> tuple[str, bool]:
     """Run one tool call; every mistake of the model becomes a tool error it can read and correct."""
     started = time.monotonic()
     failed = True
@@ -119,11 +121,11 @@ async def run_tool(ctx: TurnContext, tools: dict, name: str, raw_args: str) -> t
         tool = tools.get(name)
         if tool is None:
             raise ToolError(f"unknown tool {name!r}; available: {', '.join(tools) or 'none'}")
-        output = await tool.handler(ctx, parse_arguments(raw_args))
+        output = await tool.run(ctx, tool.validate(raw_args))
         failed = False
     except ToolError as exc:
         output = f"Error: {exc}"
-    output = clip_result(output)
+    output = clip(output, MAX_RESULT_CHARS, "more chars cut")
     ctx.trace.emit(
         "tool_call",
         message_id=ctx.message.id,

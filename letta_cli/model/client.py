@@ -1,8 +1,8 @@
 """The model client: the openai SDK's chat completions with tools, against any compatible endpoint.
 
 Retries with backoff on 429, 5xx, connection errors and timeouts (honouring Retry-After) are the SDK's own
-(`max_retries`); we only classify what is left. The openai import happens here, on the paths that call a
-model, never at CLI start-up.
+(`max_retries`); we only classify what is left, and turn a response of the wrong shape into a ModelFailure.
+The openai import happens here, on the paths that call a model, never at CLI start-up.
 """
 
 from __future__ import annotations
@@ -67,34 +67,73 @@ class ModelClient:
         started = time.monotonic()
         response = await self._client(endpoint).chat.completions.create(**kwargs)
         duration = time.monotonic() - started
-        if not getattr(response, "choices", None):
-            raise ModelFailure("the model returned no choices")
-        message = response.choices[0].message
-        calls = []
-        for i, tc in enumerate(message.tool_calls or []):
-            fn = getattr(tc, "function", None)
-            arguments = getattr(fn, "arguments", "") or ""
-            if not isinstance(arguments, str):  # some servers send an object instead of JSON text
-                arguments = json.dumps(arguments, default=str)
-            calls.append(
-                {
-                    "id": tc.id or f"call_{i}",
-                    "type": "function",
-                    "function": {"name": str(getattr(fn, "name", "") or ""), "arguments": arguments},
-                }
-            )
-        u = response.usage
+        content, calls = _reply(response)
+        u = getattr(response, "usage", None)
         usage = Usage(
-            prompt_tokens=getattr(u, "prompt_tokens", 0) or 0,
-            completion_tokens=getattr(u, "completion_tokens", 0) or 0,
+            prompt_tokens=_count(getattr(u, "prompt_tokens", 0)),
+            completion_tokens=_count(getattr(u, "completion_tokens", 0)),
             model_calls=1,
         )
-        return Completion(message.content, calls, usage, duration)
+        return Completion(content, calls, usage, duration)
 
     async def close(self) -> None:
         for client in self._clients.values():
             await client.close()
         self._clients.clear()
+
+
+def _reply(response: Any) -> tuple[str | None, list[dict[str, Any]]]:
+    """The text and tool calls of a response; a response of the wrong shape is a ModelFailure (the SDK does not
+    validate what a compatible server sends)."""
+    if not getattr(response, "choices", None):
+        raise ModelFailure("the model returned no choices")
+    message = getattr(response.choices[0], "message", None)
+    if message is None:
+        raise ModelFailure("the model's response has no message")
+    content = getattr(message, "content", None)
+    if content is not None and not isinstance(content, str):
+        raise ModelFailure(f"the model's reply is not text (got {type(content).__name__})")
+    tool_calls = getattr(message, "tool_calls", None) or []
+    if not isinstance(tool_calls, list):
+        raise ModelFailure(f"the model's tool calls are not a list (got {type(tool_calls).__name__})")
+    calls = []
+    for i, tc in enumerate(tool_calls):
+        fn = getattr(tc, "function", None)
+        arguments = getattr(fn, "arguments", "") or ""
+        if not isinstance(arguments, str):  # some servers send an object instead of JSON text
+            try:
+                arguments = json.dumps(arguments, default=str)
+            except (ValueError, RecursionError):
+                raise ModelFailure("the model's tool-call arguments cannot be read") from None
+        call_id = getattr(tc, "id", None)
+        calls.append(
+            {
+                "id": str(call_id) if call_id else f"call_{i}",
+                "type": "function",
+                "function": {"name": utf8(str(getattr(fn, "name", "") or "")), "arguments": utf8(arguments)},
+            }
+        )
+    return (None if content is None else utf8(content)), calls
+
+
+def utf8(text: str) -> str:
+    """Text that can be written as UTF-8: a lone surrogate (half an emoji, cut by a server) becomes U+FFFD."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+    return text
+
+
+def _count(value: Any) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else 0
+
+
+def is_model_error(exc: BaseException) -> bool:
+    """An error of the openai SDK: the endpoint refused, failed, timed out or could not be reached."""
+    import openai
+
+    return isinstance(exc, openai.OpenAIError)
 
 
 def is_permanent(exc: BaseException) -> bool:

@@ -31,7 +31,8 @@ class Endpoint:
 
 def resolve_endpoint(ws: Workspace, agent: AgentDef) -> Endpoint:
     """Agent file, then agents.toml, then OPENAI_* variables; "local" (or nothing configured but the local
-    extra installed) means the embedded model server."""
+    extra installed) means the embedded model server. This may block for minutes (it starts that server and
+    waits for it): never call it on an event loop (the scheduler runs it in a thread of its own)."""
     cfg = ws.config
     key_env = agent.api_key_env or cfg.api_key_env
     api_key = os.environ.get(key_env) or ""

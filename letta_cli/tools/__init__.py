@@ -1,5 +1,7 @@
-"""tools: the tools a model can call — Letta's memory and multi-agent tools — each a name, a schema and a
-handler that sees the turn only through letta_cli.ports.
+"""tools: the tools a model can call — Letta's memory and multi-agent tools. Each is a name, the schema the
+model is offered, a validator of the model's arguments (schema and validator from one pydantic model), and a
+run that sees the turn only through letta_cli.ports.
 
+base (what a tool is), memory, messaging, registry (the built-ins, in order).
 May import letta_cli.core, letta_cli.store and letta_cli.ports.
 """

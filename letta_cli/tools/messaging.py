@@ -1,14 +1,19 @@
-"""Letta's three cross-agent tools, with Letta's names, parameters, prefixes and return shapes.
+"""Letta's messaging tools: send_message (to whoever the agent is talking to) and the three cross-agent tools,
+with Letta's names, parameters, prefixes and return shapes: one arguments model per tool, and the schema
+narrowing that lists the agent ids and tags that exist.
 
 Async messages go into the turn's outbox and are published only when the turn commits. Requests and
-broadcasts are published at once and awaited through the scheduler, which refuses waits-for cycles.
+broadcasts go through the turn's Runtime (request, gather), which publishes them and suspends the turn until
+the replies come, refusing a wait that would close a waits-for cycle.
 """
 
 from __future__ import annotations
 
 import difflib
 import json
-from typing import Any
+from typing import Annotated, Any
+
+from pydantic import Field, field_validator
 
 from letta_cli.core.errors import ToolError
 from letta_cli.core.ids import derived_id
@@ -16,7 +21,7 @@ from letta_cli.core.models import Message, MessageKind
 from letta_cli.core.names import is_valid_name
 from letta_cli.ports import TurnContext
 from letta_cli.store.agents import AgentStore
-from letta_cli.tools.base import function_schema, require_str
+from letta_cli.tools.base import Arguments, Tool
 
 ASYNC_PREFIX = (
     "[Incoming message from agent with ID '{sender}' - this is a one-way notification; if you need to "
@@ -34,12 +39,10 @@ def inbound_text(message: Message) -> str:
     return prefix.format(sender=message.sender) + message.body
 
 
-def resolve_agent(ctx: TurnContext, other: Any) -> str:
-    if not isinstance(other, str) or not other:
-        raise ToolError("argument 'other_agent_id' must be an agent id (its name)")
+def resolve_agent(ctx: TurnContext, other: str) -> str:
     names = AgentStore(ctx.ws).names()
     if not is_valid_name(other) or other not in names:
-        close = difflib.get_close_matches(str(other), names, n=3, cutoff=0.5)
+        close = difflib.get_close_matches(other, names, n=3, cutoff=0.5)
         hint = f"; did you mean {', '.join(close)}?" if close else f"; known agents: {', '.join(names[:20])}"
         raise ToolError(f"no agent with id {other!r}{hint}")
     return other
@@ -66,35 +69,56 @@ def outgoing(ctx: TurnContext, recipient: str, body: str, kind: MessageKind) -> 
     )
 
 
-async def send_message_to_agent_async(ctx: TurnContext, args: dict[str, Any]) -> str:
-    body = require_str(args, "message")
-    target = resolve_agent(ctx, args.get("other_agent_id"))
-    ctx.outbox.append(outgoing(ctx, target, body, "async"))
+MessageText = Annotated[str, Field(description="The message.")]
+AgentId = Annotated[str, Field(description="The other agent's id.")]
+
+
+class Reply(Arguments):
+    message: MessageText
+
+
+async def send_message(ctx: TurnContext, args: Reply) -> str:
+    ctx.replies.append(args.message)
+    return "Sent message successfully."
+
+
+class ToAgent(Arguments):
+    message: MessageText
+    other_agent_id: AgentId
+
+
+class ToTags(Arguments):
+    message: MessageText
+    tags: Annotated[list[str], Field(description="Tags to match.")]
+
+    @field_validator("tags", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: Any) -> Any:
+        """Small models often send "a,b" for ["a", "b"]."""
+        return [t.strip() for t in value.split(",") if t.strip()] if isinstance(value, str) else value
+
+
+async def send_message_to_agent_async(ctx: TurnContext, args: ToAgent) -> str:
+    target = resolve_agent(ctx, args.other_agent_id)
+    ctx.outbox.append(outgoing(ctx, target, args.message, "async"))
     return SENT
 
 
-async def send_message_to_agent_and_wait_for_reply(ctx: TurnContext, args: dict[str, Any]) -> str:
-    body = require_str(args, "message")
-    target = resolve_agent(ctx, args.get("other_agent_id"))
+async def send_message_to_agent_and_wait_for_reply(ctx: TurnContext, args: ToAgent) -> str:
+    target = resolve_agent(ctx, args.other_agent_id)
     if target == ctx.agent.name:
         raise ToolError("you cannot wait for a reply from yourself: that would deadlock")
-    record = await ctx.runtime.request(ctx, outgoing(ctx, target, body, "request"))
+    record = await ctx.runtime.request(ctx, outgoing(ctx, target, args.message, "request"))
     if record.status != "ok":
         raise ToolError(f"agent {target!r} could not answer: {record.error or record.status}")
     return json.dumps({"agent_id": target, "response": record.reply or ["<no response>"]}, ensure_ascii=False)
 
 
-async def send_message_to_agents_matching_all_tags(ctx: TurnContext, args: dict[str, Any]) -> str:
-    body = require_str(args, "message")
-    tags = args.get("tags")
-    if isinstance(tags, str):
-        tags = [t.strip() for t in tags.split(",") if t.strip()]
-    if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
-        raise ToolError("argument 'tags' must be a list of strings")
-    if not tags:
+async def send_message_to_agents_matching_all_tags(ctx: TurnContext, args: ToTags) -> str:
+    if not args.tags:
         raise ToolError("argument 'tags' is empty: give at least one tag (an empty list matches nobody)")
-    matched = [a.name for a in AgentStore(ctx.ws).matching(tags).agents if a.name != ctx.agent.name]
-    messages = [outgoing(ctx, name, body, "broadcast") for name in matched]
+    matched = [a.name for a in AgentStore(ctx.ws).matching(args.tags).agents if a.name != ctx.agent.name]
+    messages = [outgoing(ctx, name, args.message, "broadcast") for name in matched]
     results = await ctx.runtime.gather(ctx, messages, ctx.limits.broadcast_concurrency)
     out: list[dict[str, Any]] = []
     for message, outcome in zip(messages, results, strict=True):
@@ -130,35 +154,29 @@ def narrow_schema(ctx: TurnContext, schema: dict[str, Any]) -> dict[str, Any]:
     return {**schema, "function": {**fn, "parameters": {**fn["parameters"], "properties": props}}}
 
 
-_MSG = {"type": "string", "description": "The message."}
-_ID = {"type": "string", "description": "The other agent's id."}
-
-MESSAGING_TOOLS = {
-    "send_message_to_agent_async": (
-        function_schema(
-            "send_message_to_agent_async",
-            "Send a one-way message to another agent; returns at once.",
-            {"message": _MSG, "other_agent_id": _ID},
-            ["message", "other_agent_id"],
-        ),
+SEND_MESSAGE = Tool.typed(
+    "send_message", "Send a message to whoever you are talking to; ends your turn.", Reply, send_message
+)
+MESSAGING_TOOLS: list[Tool] = [
+    Tool.typed(
+        "send_message_to_agent_async",
+        "Send a one-way message to another agent; returns at once.",
+        ToAgent,
         send_message_to_agent_async,
+        narrow_schema,
     ),
-    "send_message_to_agent_and_wait_for_reply": (
-        function_schema(
-            "send_message_to_agent_and_wait_for_reply",
-            "Send a message to another agent and wait for its reply.",
-            {"message": _MSG, "other_agent_id": _ID},
-            ["message", "other_agent_id"],
-        ),
+    Tool.typed(
+        "send_message_to_agent_and_wait_for_reply",
+        "Send a message to another agent and wait for its reply.",
+        ToAgent,
         send_message_to_agent_and_wait_for_reply,
+        narrow_schema,
     ),
-    "send_message_to_agents_matching_all_tags": (
-        function_schema(
-            "send_message_to_agents_matching_all_tags",
-            "Send a message to every agent having ALL the tags and collect their replies.",
-            {"message": _MSG, "tags": {"type": "array", "items": {"type": "string"}, "description": "Tags to match."}},
-            ["message", "tags"],
-        ),
+    Tool.typed(
+        "send_message_to_agents_matching_all_tags",
+        "Send a message to every agent having ALL the tags and collect their replies.",
+        ToTags,
         send_message_to_agents_matching_all_tags,
+        narrow_schema,
     ),
-}
+]

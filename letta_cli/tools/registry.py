@@ -1,62 +1,9 @@
-"""Built-in tools: their JSON schemas (Letta's names and parameters) and their handlers.
-
-A handler gets the turn context and the parsed arguments and returns the text the model sees. A ToolError's
-message is returned to the model as the tool's result, and the turn goes on.
-"""
+"""The built-in tools, in the order the model is offered them: Letta's send_message, its memory tools and its
+three cross-agent tools; and which of them an agent has."""
 
 from __future__ import annotations
 
-from typing import Any
-
-from letta_cli.ports import TurnContext
-from letta_cli.tools import memory, messaging
-from letta_cli.tools.base import Handler, Tool, function_schema, require_str
-
-
-async def _send_message(ctx: TurnContext, args: dict[str, Any]) -> str:
-    ctx.replies.append(require_str(args, "message"))
-    return "Sent message successfully."
-
-
-def _memory_tool(name: str) -> Handler:
-    async def handler(ctx: TurnContext, args: dict[str, Any]) -> str:
-        return memory.run_memory_tool(ctx.ws, ctx.agent, name, args, edit_key=ctx.edit_key(name, args))
-
-    return handler
-
-
-def narrow_label(ctx: TurnContext, schema: dict[str, Any]) -> dict[str, Any]:
-    """Constrain a memory tool's `label` to the blocks this agent has (from its definition: no file reads)."""
-    memory = ctx.agent.memory
-    labels = [label for label, block in memory.blocks.items() if not block.read_only] + list(memory.shared)
-    if not labels:
-        return schema
-    fn = schema["function"]
-    props = {**fn["parameters"]["properties"]}
-    props["label"] = {**props["label"], "enum": labels}
-    return {**schema, "function": {**fn, "parameters": {**fn["parameters"], "properties": props}}}
-
-
-def _registry() -> dict[str, Tool]:
-    tools = [
-        Tool(
-            "send_message",
-            function_schema(
-                "send_message",
-                "Send a message to whoever you are talking to; ends your turn.",
-                {"message": {"type": "string", "description": "The message."}},
-                ["message"],
-            ),
-            _send_message,
-        )
-    ]
-    tools += [Tool(name, schema, _memory_tool(name), narrow_label) for name, schema in memory.MEMORY_TOOLS.items()]
-    tools += [
-        Tool(name, schema, handler, messaging.narrow_schema)
-        for name, (schema, handler) in messaging.MESSAGING_TOOLS.items()
-    ]
-    return {t.name: t for t in tools}
-
+from letta_cli.tools.base import Tool
 
 _REGISTRY: dict[str, Tool] | None = None
 
@@ -64,7 +11,11 @@ _REGISTRY: dict[str, Tool] | None = None
 def builtin_tools() -> dict[str, Tool]:
     global _REGISTRY
     if _REGISTRY is None:
-        _REGISTRY = _registry()
+        # the tools' pydantic models are built on first use: commands that never run a turn skip that cost
+        from letta_cli.tools import memory, messaging
+
+        tools = [messaging.SEND_MESSAGE, *memory.MEMORY_TOOLS.values(), *messaging.MESSAGING_TOOLS]
+        _REGISTRY = {t.name: t for t in tools}
     return _REGISTRY
 
 
