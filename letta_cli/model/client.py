@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from letta_cli.core.errors import ModelFailure
 from letta_cli.core.models import Usage
-from letta_cli.core.secrets import redact  # also the scheduler's redactor, by this name
+from letta_cli.core.secrets import redact  # also engine/retry.py's redactor, by this name
 from letta_cli.model.endpoint import Endpoint, NoEndpoint
 
 if TYPE_CHECKING:
