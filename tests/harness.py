@@ -4,6 +4,7 @@
 - the invariants every suite checks: every state file parses, no torn lines, no stray temp files, each
   message handled exactly once (counted in the agent's history) or dead-lettered with a reason;
 - byte snapshots of a workspace, to prove a failed command changed nothing;
+- EchoServer: a careless (or hostile) model endpoint that echoes the key it was sent in its 401;
 - ForkCLI: the real `agents` entry point in a real child process, forked from a server that imported
   letta_cli once, so hundreds of bad-input cases cost milliseconds each instead of a Python start-up.
 """
@@ -16,7 +17,9 @@ import select
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 from tests.conftest import Result
@@ -183,6 +186,41 @@ def diff(before: dict[str, bytes], after: dict[str, bytes]) -> list[str]:
     changes += [f"- {k}" for k in before.keys() - after.keys()]
     changes += [f"~ {k}" for k in before.keys() & after.keys() if before[k] != after[k]]
     return sorted(changes)
+
+
+# --------------------------------------------------------------------------------------------- EchoServer
+
+
+class EchoServer:
+    """A careless or hostile endpoint: records every Authorization header and echoes it in a 401, after
+    `pad` characters (to put the key across the cut of an error line)."""
+
+    def __init__(self, pad: int = 0):
+        seen = self.seen = []
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def do_POST(self):
+                self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                auth = self.headers.get("Authorization", "")
+                seen.append(auth)
+                message = "x" * pad + f" Incorrect API key provided: {auth}"
+                data = json.dumps({"error": {"message": message, "code": "invalid_api_key"}}).encode()
+                self.send_response(401)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/v1"
+
+    def stop(self):
+        self.server.shutdown()
+        self.server.server_close()
 
 
 # ------------------------------------------------------------------------------------------------ ForkCLI

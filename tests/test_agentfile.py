@@ -239,7 +239,7 @@ def test_model_endpoint_becomes_base_url_without_credentials(tmp_path: Path, ws:
         "temperature": 0.2,
     }
     af = parse_agent_file(json.dumps(doc([agent("agent-0", "local", llm_config=llm)])).encode(), "x.af")
-    import_agent_file(Workspace(ws), af)
+    import_agent_file(Workspace(ws), af, trust_endpoints=True)  # taken only when asked for (test_security.py)
     imported = AgentStore(Workspace(ws)).get("local")
     assert (imported.model, imported.base_url, imported.temperature) == ("llama3", "http://10.0.0.5:8000/v1", 0.2)
     assert "s3cret" not in (ws / "agents.d" / "local.toml").read_text()
@@ -282,8 +282,11 @@ def test_export_then_import_gives_the_same_agents_and_blocks(offline_cli: CLI, w
     offline_cli.ok("export", "boss", "worker", "solo", "-o", str(out))
     target = tmp_path / "copy"
     (target / "agents.d").mkdir(parents=True)
-    res = CLI(target, offline_cli.env).ok("import", str(out))
-    assert warnings(res) == []  # nothing lost, nothing renamed
+    res = CLI(target, offline_cli.env).ok("import", str(out), "--trust-endpoints")  # our own file
+    taken = "boss: base_url http://127.0.0.1:9999/v1, api_key_env BOSS_KEY"
+    assert warnings(res) == [
+        f"agents: warning: the file's endpoints and key variables were taken (--trust-endpoints): {taken}"
+    ]
     src, dst = AgentStore(Workspace(ws)), AgentStore(Workspace(target))
     assert dst.names() == ["boss", "solo", "worker"]
     for name in dst.names():

@@ -144,6 +144,8 @@ def test_import_of_an_exported_team_is_pinned(offline_cli: CLI, ws: Path, tmp_pa
     """Our own export with history: shared blocks, private blocks, rules, limits and history lines."""
     source = tmp_path / "team.af"
     source.write_text((PINS / "export-with-history.af").read_text(encoding="utf-8").replace("<now>", since.isoformat()))
-    res = offline_cli.ok("import", str(source), "--with-history", "--prefix", "copy-", "--rename", "solo=alone")
+    res = offline_cli.ok(
+        "import", str(source), "--with-history", "--prefix", "copy-", "--rename", "solo=alone", "--trust-endpoints"
+    )
     pinned("import-team.output.txt", normalise(res.out + res.err, since, ws))
     pinned("import-team.tree.json", tree(ws, since))

@@ -6,15 +6,23 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import base_env
 from tests.fakellm import call, error, text, tool_results
-from tests.harness import CONFIG, ForkCLI, diff, one_line_error, publish, shared_block, snapshot, write_agent
+from tests.harness import (
+    CONFIG,
+    EchoServer,
+    ForkCLI,
+    diff,
+    one_line_error,
+    publish,
+    shared_block,
+    snapshot,
+    write_agent,
+)
 
 SECRET = "sk-test-SECRET-4242"
 
@@ -65,37 +73,8 @@ def test_api_key_is_never_written_to_any_file(secret_cli, llm, ws):
     assert all(SECRET not in json.dumps(r) for r in llm.requests)  # not even in a prompt
 
 
-class EchoKeyServer:
-    """A hostile or careless endpoint: answers 401 and echoes the Authorization header in its error text."""
-
-    def __init__(self):
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args):
-                pass
-
-            def do_POST(self):
-                self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                auth = self.headers.get("Authorization", "")
-                data = json.dumps(
-                    {"error": {"message": f"Incorrect API key provided: {auth}", "code": "invalid_api_key"}}
-                ).encode()
-                self.send_response(401)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/v1"
-
-    def stop(self):
-        self.server.shutdown()
-        self.server.server_close()
-
-
 def test_a_key_echoed_back_by_the_endpoint_is_not_stored(secret_cli, ws):
-    server = EchoKeyServer()
+    server = EchoServer()
     try:
         write_agent(ws, "leaky", extra=f'base_url = "{server.url}"')
         res = secret_cli("send", "leaky", "hello")
@@ -109,7 +88,7 @@ def test_a_key_echoed_back_by_the_endpoint_is_not_stored(secret_cli, ws):
 # ----------------------------------------------------------------------------------------------- modes
 
 
-def test_state_files_are_private_even_with_umask_0(cli, llm, ws):
+def test_state_files_and_folders_are_private_even_with_umask_0(cli, llm, ws):
     write_agent(ws, "alice", shared=["notes"], blocks={"persona": "me"})
     write_agent(ws, "bob", tags=["t"])
 
@@ -130,7 +109,12 @@ def test_state_files_are_private_even_with_umask_0(cli, llm, ws):
     os.chmod(ws / ".agents" / "queue" / "new" / "junk.txt", 0o600)
     run("run")  # a quarantined file and its note
     state = ws / ".agents"
-    assert os.stat(state).st_mode & 0o777 == 0o700
+    folders = [state, *(p for p in state.rglob("*") if p.is_dir())]
+    assert len(folders) >= 10  # blocks/private/alice, queue/*, history, turns: all made under umask 000
+    wide = [
+        f"{oct(p.stat().st_mode & 0o777)} {p.relative_to(ws)}" for p in folders if p.stat().st_mode & 0o777 != 0o700
+    ]
+    assert wide == [], "state folders not 0700"
     loose = [
         f"{oct(p.stat().st_mode & 0o777)} {p.relative_to(ws)}"
         for p in state.rglob("*")

@@ -18,7 +18,7 @@ from pydantic import ValidationError
 from letta_cli.core.config import describe_validation
 from letta_cli.core.errors import InvalidFile, UsageError
 from letta_cli.core.models import AgentDef
-from letta_cli.core.names import check_name
+from letta_cli.core.names import check_agent_name, check_name
 from letta_cli.store.agents import AgentExists, AgentStore, LoadReport, dump_agent
 from letta_cli.store.workspace import Workspace, init_workspace
 from letta_cli.tools.registry import builtin_tools
@@ -75,7 +75,7 @@ def new_agent(
     tools: list[str] | None = None,
 ) -> AgentDef:
     """Build (and validate) a definition from the `agents create` options; bad options are usage errors."""
-    check_name(name)
+    check_agent_name(name)
     known = builtin_tools()
     for tool in [*(tools or []), *([first_tool] if first_tool else [])]:
         if tool not in known:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated
@@ -13,7 +12,7 @@ import typer
 from letta_cli.app import blocks as app_blocks
 from letta_cli.app.agents import read_text_file
 from letta_cli.app.blocks import BlockAttached, EditRefused, MissingSharedBlock
-from letta_cli.cli.common import out, print_json, read_message, table, warn, workspace
+from letta_cli.cli.common import out, print_json, read_message, table, warn, workspace, write_text
 from letta_cli.core.errors import Conflict, InvalidFile, NotFound, UsageError
 from letta_cli.core.models import Block
 
@@ -71,7 +70,7 @@ def register(app: typer.Typer) -> None:
         if json_out:
             print_json({"agent": name, "blocks": [app_blocks.block_json(ws, b) for b in blocks], "rendered": rendered})
         elif rendered:
-            sys.stdout.write(rendered + "\n")
+            write_text(rendered)
         else:
             warn(f"agent {name} has no memory blocks")
 

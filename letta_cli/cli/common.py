@@ -1,4 +1,8 @@
-"""What every command shares: the workspace option, output to stdout/stderr, JSON, reading stdin."""
+"""What every command shares: the workspace option, output to stdout/stderr, JSON, reading stdin.
+
+Everything printed goes through here or through cli/terminal.py's consoles: model and agent text reaches
+the terminal with its control characters written out and known secrets blanked. JSON stays exact (the same
+values), with every control character escaped."""
 
 from __future__ import annotations
 
@@ -14,6 +18,7 @@ if TYPE_CHECKING:
     from rich.table import Table
 
 from letta_cli.core.errors import UsageError
+from letta_cli.core.text import for_terminal, json_for_terminal
 from letta_cli.store.workspace import Workspace
 
 
@@ -56,41 +61,53 @@ _consoles: dict[str, Console] = {}
 def out() -> Console:
     """A rich console on stdout: plain text when piped or NO_COLOR is set."""
     if "out" not in _consoles:
-        from rich.console import Console
+        from letta_cli.cli.terminal import SafeConsole
 
         tty = use_color(sys.stdout)
         # color_system=None drops every escape code (bold, dim too), not only colours
-        _consoles["out"] = Console(
-            color_system="auto" if tty else None, no_color=not tty, highlight=False, soft_wrap=not tty, emoji=False
+        _consoles["out"] = SafeConsole(
+            color_system="auto" if tty else None, no_color=not tty, highlight=False, soft_wrap=not tty
         )
     return _consoles["out"]
 
 
 def err_console() -> Console:
     if "err" not in _consoles:
-        from rich.console import Console
+        from letta_cli.cli.terminal import SafeConsole
 
         tty = use_color(sys.stderr)
-        _consoles["err"] = Console(stderr=True, color_system="auto" if tty else None, no_color=not tty, highlight=False)
+        _consoles["err"] = SafeConsole(
+            stderr=True, color_system="auto" if tty else None, no_color=not tty, highlight=False
+        )
     return _consoles["err"]
 
 
+def write_text(text: str) -> None:
+    """Plain text on stdout (no rich), cleaned like everything else."""
+    sys.stdout.write(for_terminal(text) + "\n")
+
+
+def write_json_text(text: str) -> None:
+    """A line of JSON text on stdout: the same values, with DEL and C1 controls escaped as well."""
+    sys.stdout.write(json_for_terminal(text) + "\n")
+
+
 def print_json(obj: Any) -> None:
-    sys.stdout.write(json.dumps(obj, ensure_ascii=False, indent=2, default=str) + "\n")
+    write_json_text(json.dumps(obj, ensure_ascii=False, indent=2, default=str))
 
 
 def print_json_line(obj: Any) -> None:
-    sys.stdout.write(json.dumps(obj, ensure_ascii=False, default=str) + "\n")
+    write_json_text(json.dumps(obj, ensure_ascii=False, default=str))
 
 
 def warn(message: str) -> None:
-    sys.stderr.write(f"agents: {message}\n")
+    sys.stderr.write(f"agents: {for_terminal(message)}\n")
 
 
 def info(message: str) -> None:
     """Progress for a person at a terminal; silent when piped (quiet by default in scripts)."""
     if not G.quiet and sys.stderr.isatty():
-        sys.stderr.write(message + "\n")
+        sys.stderr.write(for_terminal(message) + "\n")
 
 
 def read_message(message: str | None, what: str = "message") -> str:

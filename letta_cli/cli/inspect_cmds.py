@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from letta_cli.app.refs import short_id as short
-from letta_cli.cli.common import err_console, lazy, out, print_json, table, workspace
+from letta_cli.cli.common import err_console, lazy, out, print_json, table, workspace, write_json_text
 from letta_cli.core.errors import UsageError
 from letta_cli.core.text import flatten
 
@@ -51,7 +51,7 @@ def seconds(ms: int | None) -> str:
 def print_turns(lines: list[str], json_out: bool) -> None:
     if json_out:
         for line in lines:
-            sys.stdout.write(line + "\n")
+            write_json_text(line)
     else:
         console = out()
         for turn_id, entries in history_view.group_turns(lines):

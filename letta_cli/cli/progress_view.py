@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 
 from letta_cli.app.progress import Progress
 from letta_cli.core.models import Message
+from letta_cli.core.text import for_terminal
 from letta_cli.store.workspace import Workspace
 
 if TYPE_CHECKING:
@@ -26,7 +27,7 @@ class Headline:
     def __rich__(self) -> Text:
         from rich.text import Text
 
-        return Text(self.progress.headline(), no_wrap=True, overflow="ellipsis")
+        return Text(for_terminal(self.progress.headline()), no_wrap=True, overflow="ellipsis")
 
 
 class Lines:
@@ -43,7 +44,7 @@ class Lines:
             if self.status is not None:
                 self.status.console.print(line, markup=False, highlight=False, soft_wrap=True)
             else:
-                sys.stderr.write(line + "\n")
+                sys.stderr.write(for_terminal(line) + "\n")
                 sys.stderr.flush()
         except OSError:  # stderr went away (a closed pipe): stop talking, keep working
             self.broken = True
@@ -56,10 +57,11 @@ def watching(ws: Workspace, messages: list[Message], *, quiet: bool, verbose: bo
     progress = Progress(ws, messages, on_line=lines)
     status = None
     if not quiet and sys.stderr.isatty():
-        from rich.console import Console
         from rich.status import Status
 
-        status = Status(Headline(progress), console=Console(stderr=True, highlight=False), spinner="dots")
+        from letta_cli.cli.terminal import SafeConsole
+
+        status = Status(Headline(progress), console=SafeConsole(stderr=True, highlight=False), spinner="dots")
         status.start()
     if lines is not None:
         lines.status = status

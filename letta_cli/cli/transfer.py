@@ -5,13 +5,12 @@ letta_cli.app.agentfile is imported inside the commands: its models cost startup
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from letta_cli.cli.common import out, print_json, warn, workspace
+from letta_cli.cli.common import out, print_json, warn, workspace, write_json_text
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON (stable format, see docs/agent-files.md).")]
 HistoryOpt = Annotated[bool, typer.Option("--with-history", help="Carry the agents' conversations too.")]
@@ -26,6 +25,14 @@ def register(app: typer.Typer) -> None:
         ] = None,
         prefix: Annotated[str, typer.Option("--prefix", help="Put P before the name of every agent not renamed.")] = "",
         with_history: HistoryOpt = False,
+        trust_endpoints: Annotated[
+            bool,
+            typer.Option(
+                "--trust-endpoints",
+                help="Take the file's model endpoints and key variable names (shown on stderr); "
+                "without it they are dropped and this workspace's apply.",
+            ),
+        ] = False,
         json_out: JsonOpt = False,
     ) -> None:
         """Import agents, their memory blocks and tool settings from a Letta agent file.
@@ -36,6 +43,9 @@ def register(app: typer.Typer) -> None:
 
         Nothing is written unless all of it can be.
 
+        An agent file is untrusted: its endpoints and key variables are taken only with --trust-endpoints,
+        its limits only up to this workspace's.
+
         Examples:
           agents import memgpt_agent.af
           agents import team.af --prefix copy- --rename "Customer Service=support" --with-history
@@ -43,7 +53,9 @@ def register(app: typer.Typer) -> None:
         """
         from letta_cli.app.agentfile import import_source
 
-        result = import_source(workspace(), file, renames=rename, prefix=prefix, with_history=with_history)
+        result = import_source(
+            workspace(), file, renames=rename, prefix=prefix, with_history=with_history, trust_endpoints=trust_endpoints
+        )
         for line in result.plan.warnings:
             warn(f"warning: {line}")
         if json_out:
@@ -78,7 +90,7 @@ def register(app: typer.Typer) -> None:
         from letta_cli.app.agentfile import dump_agent_file, export_agents, export_to
 
         if output is None:
-            sys.stdout.write(dump_agent_file(export_agents(workspace(), names, with_history=with_history)))
+            write_json_text(dump_agent_file(export_agents(workspace(), names, with_history=with_history)).rstrip("\n"))
             return
         summary = export_to(workspace(), names, output, force=force, with_history=with_history).to_json()
         if json_out:

@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from letta_cli.core.config import Limits
 from letta_cli.core.ids import new_id, now
-from letta_cli.core.names import NAME_RULE, is_valid_name
+from letta_cli.core.names import NAME_RULE, is_valid_name, reserved_reason
 
 USER = "user"  # the sender name of messages typed in a shell
 
@@ -102,7 +102,10 @@ class AgentDef(BaseModel):
     @field_validator("name")
     @classmethod
     def _valid_name(cls, value: str) -> str:
-        return _name(value, "agent name")
+        reason = reserved_reason(_name(value, "agent name"))
+        if reason is not None:
+            raise ValueError(f"{reason}; rename the agent (its file too)")
+        return value
 
     @field_validator("tags")
     @classmethod

@@ -67,4 +67,6 @@ def storage_failure(exc: StorageError | OSError) -> StorageError:
 def internal_reason(exc: BaseException) -> str:
     """One line for a dead letter: the type and the first line of the message, no traceback."""
     first = next(iter(str(exc).strip().splitlines()), "")
-    return redact(f"internal error: {type(exc).__name__}{': ' + first if first else ''}"[:500])
+    return redact(f"internal error: {type(exc).__name__}{': ' + first if first else ''}")[
+        :500
+    ]  # cut after: no half key

@@ -8,13 +8,13 @@ The openai import happens here, on the paths that call a model, never at CLI sta
 from __future__ import annotations
 
 import json
-import os
 import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from letta_cli.core.errors import ModelFailure
 from letta_cli.core.models import Usage
+from letta_cli.core.secrets import redact  # also engine/retry.py's redactor, by this name
 from letta_cli.model.endpoint import Endpoint, NoEndpoint
 
 if TYPE_CHECKING:
@@ -145,25 +145,14 @@ def is_permanent(exc: BaseException) -> bool:
     return isinstance(exc, NoEndpoint)
 
 
-def redact(text: str) -> str:
-    """Blank any API key from the environment that an error text (e.g. echoed by an endpoint) contains."""
-    for name, value in os.environ.items():
-        if value and len(value) >= 8 and ("KEY" in name or "TOKEN" in name or "SECRET" in name) and value in text:
-            text = text.replace(value, "***")
-    return text
-
-
 def describe(exc: BaseException) -> str:
-    return redact(_describe(exc))
-
-
-def _describe(exc: BaseException) -> str:
+    """One line for the error; known secrets blanked before the cut, so no part of one survives it."""
     import openai
 
     if isinstance(exc, openai.APIStatusError):
-        return f"model endpoint answered HTTP {exc.status_code}: {str(exc.message)[:300]}"
+        return f"model endpoint answered HTTP {exc.status_code}: {redact(str(exc.message))[:300]}"
     if isinstance(exc, openai.APITimeoutError):
         return "model endpoint timed out"
     if isinstance(exc, openai.APIConnectionError):
-        return f"cannot reach the model endpoint: {exc}"
-    return f"{type(exc).__name__}: {exc}"[:500]
+        return redact(f"cannot reach the model endpoint: {exc}")
+    return redact(f"{type(exc).__name__}: {exc}")[:500]

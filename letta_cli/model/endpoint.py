@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from letta_cli.core.config import DEFAULT_MODEL
 from letta_cli.core.errors import AgentsError, ModelFailure
 from letta_cli.core.models import AgentDef
+from letta_cli.core.secrets import remember, remember_url
 from letta_cli.store.workspace import Workspace
 
 NO_KEY = "not-needed"  # compatible servers often need no key, but the SDK insists on one
@@ -37,6 +38,8 @@ def resolve_endpoint(ws: Workspace, agent: AgentDef) -> Endpoint:
     api_key = os.environ.get(key_env) or ""
     base_url = agent.base_url or cfg.base_url or os.environ.get("OPENAI_BASE_URL") or None
     model = agent.model or cfg.model or os.environ.get("AGENTS_MODEL")
+    remember(api_key)  # whatever the variable is called, its value is blanked from every text from now on
+    remember_url(base_url)
     auto_local = model is None and not api_key and not base_url and not os.environ.get("AGENTS_NO_LOCAL_DEFAULT")
     if model == "local" or (auto_local and _local_available()):
         from letta_cli.model import local as localmodel

@@ -289,7 +289,7 @@ def _check_installed() -> Path:
 
 def _spawn(ws: Workspace, gguf: Path, port: int, *, detached: bool) -> subprocess.Popen:
     ws.ensure_state()
-    with open(os.open(log_path(ws), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb") as log:
+    with open(os.open(log_path(ws), os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600), "wb") as log:
         return subprocess.Popen(
             server_command(gguf, port),
             stdin=subprocess.DEVNULL,

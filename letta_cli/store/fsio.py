@@ -1,7 +1,12 @@
 """Durable file primitives: atomic writes, appends, directory fsync and advisory locks.
 
-Every state file goes through here, so "nothing half-written" is decided in one place. Files are created
-0600 / folders 0700 because state may hold private conversations.
+Every state file goes through here, so three promises are kept in one place:
+- nothing is half-written;
+- files are created 0600 and folders 0700 whatever the umask, because state may hold private conversations;
+- inside a workspace's state folder (registered by Workspace with `confine`), no folder on the way to a
+  file may be a symbolic link and the file itself is never followed, so a cloned .agents/ carrying links
+  cannot make a write land outside the workspace. And no secret the process read for a model call
+  (core.secrets) is ever written.
 """
 
 from __future__ import annotations
@@ -12,22 +17,90 @@ import fcntl
 import json
 import os
 import secrets
+import stat
 from collections.abc import Iterator
 from pathlib import Path
 
 from letta_cli.core.errors import StorageError
 from letta_cli.core.faults import crashpoint, failpoint
+from letta_cli.core.secrets import redact_bytes
 
 FILE_MODE = 0o600
 DIR_MODE = 0o700
 
+_state_dirs: set[str] = set()  # the state folders of the workspaces this process opened
+_state_dir_cache: dict[str, str | None] = {}  # folder -> the state folder it is in (None: in none)
+
+
+def confine(state_dir: Path) -> None:
+    """Below `state_dir`, follow no symbolic link: its folders are made and checked by ensure_dir."""
+    path = os.fspath(state_dir)
+    if path not in _state_dirs:
+        _state_dirs.add(path)
+        _state_dir_cache.clear()
+
+
+def _state_dir_of(path: str) -> str | None:
+    known = _state_dir_cache.get(path, "")  # get, not `in`: another thread may clear the cache meanwhile
+    if known != "":
+        return known
+    top = path
+    while top not in _state_dirs and os.path.dirname(top) != top:
+        top = os.path.dirname(top)
+    found = _state_dir_cache[path] = top if top in _state_dirs else None
+    return found
+
 
 def ensure_dir(path: Path) -> Path:
-    try:
-        path.mkdir(mode=DIR_MODE, parents=True, exist_ok=True)
-    except FileExistsError:
-        raise StorageError(f"{path} (or a folder above it) exists but is not a folder") from None
+    """The folder `path`, made if missing (0700). Inside a state folder every folder from the state folder
+    down is checked with lstat on the way, so none of them can be a symbolic link."""
+    where = os.fspath(path)
+    top = _state_dir_of(where)
+    if top is None:
+        try:
+            path.mkdir(mode=DIR_MODE, parents=True, exist_ok=True)
+        except FileExistsError:
+            raise StorageError(f"{path} (or a folder above it) exists but is not a folder") from None
+    else:
+        _walk(top, where, create=True)
     return path
+
+
+def check_dir(path: Path) -> None:
+    """StorageError if a folder on the way to `path` (inside a state folder) is a symbolic link; creates nothing.
+    For the verbs that rename or delete without writing first."""
+    where = os.fspath(path)
+    top = _state_dir_of(where)
+    if top is not None:
+        _walk(top, where, create=False)
+
+
+def _walk(top: str, where: str, *, create: bool) -> None:
+    folders = [top]
+    for part in where[len(top) + 1 :].split(os.sep) if where != top else ():
+        folders.append(folders[-1] + os.sep + part)
+    for folder in folders:
+        try:
+            mode = os.lstat(folder).st_mode
+        except FileNotFoundError:
+            if not create:
+                return
+            if folder == top:  # the workspace itself is the user's folder, made with the user's umask
+                try:
+                    os.makedirs(os.path.dirname(top), exist_ok=True)
+                except FileExistsError:
+                    raise StorageError(f"{os.path.dirname(top)} (or a folder above it) is not a folder") from None
+            try:
+                os.mkdir(folder, DIR_MODE)
+            except FileExistsError:  # made by another process just now: check what it is
+                mode = os.lstat(folder).st_mode
+            else:
+                os.chmod(folder, DIR_MODE)  # mkdir's mode is cut by the umask: set it exactly
+                continue
+        if stat.S_ISLNK(mode):
+            raise StorageError(f"{folder} is a symbolic link; state folders must be real folders (not followed)")
+        if not stat.S_ISDIR(mode):
+            raise StorageError(f"{folder} exists but is not a folder")
 
 
 def fsync_dir(path: Path) -> None:
@@ -46,13 +119,16 @@ def storage_errors(what: str) -> Iterator[None]:
     except OSError as exc:
         if exc.errno in (errno.ENOENT, errno.EEXIST):
             raise
+        if exc.errno == errno.ELOOP:  # O_NOFOLLOW met a symbolic link where a state file should be
+            raise StorageError(f"{what} is a symbolic link; state files are never written through one") from exc
         raise StorageError(f"cannot write {what}: {exc.strerror or exc}") from exc
 
 
 def write_tmp(directory: Path, data: bytes, prefix: str = ".tmp-") -> Path:
     """Write data to a fresh, fsynced file in `directory` and return its path."""
     tmp = directory / f"{prefix}{os.getpid()}-{secrets.token_hex(6)}"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE)
+    data = redact_bytes(data)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, FILE_MODE)
     try:
         failpoint("write")
         view = memoryview(data)
@@ -94,7 +170,7 @@ def atomic_write_json(path: Path, obj: object) -> None:
 
 def append_line(path: Path, line: str, *, sync: bool = True) -> None:
     """Append one line with a single O_APPEND write, so concurrent appenders never interleave."""
-    data = (line.rstrip("\n") + "\n").encode()
+    data = redact_bytes((line.rstrip("\n") + "\n").encode())
     with storage_errors(str(path)):
         ensure_dir(path.parent)
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW, FILE_MODE)

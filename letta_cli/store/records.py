@@ -11,7 +11,7 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from letta_cli.core.models import TurnRecord
-from letta_cli.store.fsio import atomic_write
+from letta_cli.store.fsio import atomic_write, check_dir
 
 
 class TurnRecords:
@@ -34,6 +34,7 @@ class TurnRecords:
 
     def discard(self, message_id: str) -> None:
         """Forget a record (a dead letter given another chance must not be found dead again at once)."""
+        check_dir(self.root)
         self.path(message_id).unlink(missing_ok=True)
 
     def commit(self, record: TurnRecord) -> None:

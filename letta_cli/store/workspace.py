@@ -10,7 +10,7 @@ from pathlib import Path
 from letta_cli.core.config import CONFIG_TEMPLATE, WorkspaceConfig, load_config
 from letta_cli.core.errors import UsageError
 from letta_cli.core.names import check_name
-from letta_cli.store.fsio import DIR_MODE, atomic_write, ensure_dir
+from letta_cli.store.fsio import atomic_write, confine, ensure_dir
 
 STATE_GITIGNORE = "# runtime state of letta-cli: conversations, queue, blocks\n*\n"
 
@@ -18,6 +18,9 @@ STATE_GITIGNORE = "# runtime state of letta-cli: conversations, queue, blocks\n*
 @dataclass(frozen=True)
 class Workspace:
     root: Path
+
+    def __post_init__(self) -> None:
+        confine(self.state_dir)  # a cloned .agents/ may carry symbolic links: no write follows them
 
     # --- discovery ---------------------------------------------------------------------------------
 
@@ -91,10 +94,10 @@ class Workspace:
         return self.agents_dir.is_dir() or self.config_path.is_file()
 
     def ensure_state(self) -> Path:
-        """Create .agents/ (private, git-ignored) on first use."""
-        if not self.state_dir.is_dir():
-            ensure_dir(self.state_dir)
-            os.chmod(self.state_dir, DIR_MODE)
+        """Create .agents/ (private, git-ignored) on first use; refuse one that is a symbolic link."""
+        fresh = not os.path.lexists(self.state_dir)
+        ensure_dir(self.state_dir)
+        if fresh:
             atomic_write(self.state_dir / ".gitignore", STATE_GITIGNORE)
         return self.state_dir
 

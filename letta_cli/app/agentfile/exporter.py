@@ -31,7 +31,7 @@ from letta_cli.app.agentfile.format import (
     dump_agent_file,
 )
 from letta_cli.app.agentfile.messages import to_letta
-from letta_cli.app.agentfile.names import strip_credentials
+from letta_cli.app.agentfile.names import shareable_url
 from letta_cli.core.config import DEFAULT_MODEL
 from letta_cli.core.errors import Conflict, NotFound, UsageError
 from letta_cli.core.models import AgentDef, Block, HistoryEntry
@@ -117,10 +117,10 @@ class _Exporter:
         defaults: dict[str, Any] = {}
         model = agent.model or defaults.setdefault("model", config.model or DEFAULT_MODEL)
         endpoint = (
-            strip_credentials(agent.base_url)
+            shareable_url(agent.base_url)
             if agent.base_url
             else defaults.setdefault(
-                "model_endpoint", strip_credentials(config.base_url) if config.base_url else LETTA_ENDPOINT
+                "model_endpoint", shareable_url(config.base_url) if config.base_url else LETTA_ENDPOINT
             )
         )
         temperature = agent.temperature

@@ -113,16 +113,37 @@ def import_agent_file(
     renames: dict[str, str] | None = None,
     prefix: str = "",
     with_history: bool = False,
+    trust_endpoints: bool = False,
 ) -> ImportResult:
-    plan = plan_import(ws, af, source=source, renames=renames, prefix=prefix, with_history=with_history)
+    plan = plan_import(
+        ws,
+        af,
+        source=source,
+        renames=renames,
+        prefix=prefix,
+        with_history=with_history,
+        trust_endpoints=trust_endpoints,
+    )
     return apply_import(ws, plan)
 
 
 def import_source(
-    ws: Workspace, file: str, *, renames: list[str] | None = None, prefix: str = "", with_history: bool = False
+    ws: Workspace,
+    file: str,
+    *,
+    renames: list[str] | None = None,
+    prefix: str = "",
+    with_history: bool = False,
+    trust_endpoints: bool = False,
 ) -> ImportResult:
     """`agents import FILE`: read the file (or stdin for '-'), then plan and apply; renames as OLD=NEW."""
     af = read_source(file)
     return import_agent_file(
-        ws, af, source=source_name(file), renames=parse_renames(renames or []), prefix=prefix, with_history=with_history
+        ws,
+        af,
+        source=source_name(file),
+        renames=parse_renames(renames or []),
+        prefix=prefix,
+        with_history=with_history,
+        trust_endpoints=trust_endpoints,
     )

@@ -11,11 +11,14 @@ from letta_cli.core.errors import InvalidFile
 from letta_cli.core.ids import new_id, now
 from letta_cli.core.models import USER, HistoryEntry
 
-HISTORY_ROLES = {"system", "user", "assistant", "tool"}
+# No "system": past the first message (the prompt), a system message in a file's conversation is an
+# instruction planted where nobody reads it.
+HISTORY_ROLES = {"user", "assistant", "tool"}
 
 
 def to_history(a: AfAgent, max_chars: int, source: str) -> tuple[list[HistoryEntry], dict[str, int]]:
-    """An agent's messages as history lines, one turn per user message; and the roles skipped, counted."""
+    """An agent's messages as history lines, one turn per user message; and the roles skipped, counted
+    (system messages after the first among them)."""
     messages = list(a.messages or [])
     if messages and messages[0].role == "system":
         messages = messages[1:]  # Letta's compiled system prompt: ours is rebuilt on every call

@@ -8,7 +8,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from letta_cli.app.agentfile.format import AfAgent
 from letta_cli.core.errors import Conflict, InvalidFile, UsageError
-from letta_cli.core.names import NAME_RULE, check_name, is_valid_name
+from letta_cli.core.names import NAME_RULE, check_agent_name, is_valid_name, reserved_reason
 
 
 def normalise_name(raw: str) -> str:
@@ -32,7 +32,7 @@ def parse_renames(items: list[str]) -> dict[str, str]:
             raise UsageError(f"--rename must look like OLD=NEW, got {item!r}")
         if old in out:
             raise UsageError(f"--rename {old!r} is given twice")
-        out[old] = check_name(new.strip(), "agent name")
+        out[old] = check_agent_name(new.strip())
     return out
 
 
@@ -47,6 +47,22 @@ def strip_credentials(url: str) -> str:
     if ":" in host:
         host = f"[{host}]"
     return urlunsplit((parts.scheme, host + port, parts.path, "", ""))
+
+
+KEY_RUN_RE = re.compile(r"[A-Za-z0-9]{24,}")  # a key's random part; words and dated model names are shorter
+
+
+def shareable_url(url: str) -> str:
+    """A URL fit for a file others will read: no credentials, no query, and the path cut before the first
+    segment that looks like a key (some gateways take the key in the path)."""
+    parts = urlsplit(strip_credentials(url))
+    kept: list[str] = []
+    for segment in parts.path.split("/"):
+        run = KEY_RUN_RE.search(segment)
+        if run and re.search(r"\d", run[0]) and re.search(r"[A-Za-z]", run[0]):
+            break
+        kept.append(segment)
+    return urlunsplit((parts.scheme, parts.netloc, "/".join(kept), "", ""))
 
 
 def agent_names(
@@ -75,6 +91,9 @@ def agent_names(
         full = prefix + name
         if not is_valid_name(full):
             raise UsageError(f"--prefix {prefix!r} makes the invalid agent name {full!r}: use {NAME_RULE}")
+        reason = reserved_reason(full)
+        if reason is not None:  # "User" must not become the person at the shell
+            raise InvalidFile(f"{source}: agent {a.name!r}: {reason}; import it with --rename {a.name!r}=NEW")
         names.append(full)
     known = {a.name for a in agents} | {normalise_name(a.name) for a in agents}
     unknown = set(renames) - known

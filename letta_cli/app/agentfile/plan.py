@@ -1,5 +1,9 @@
 """Import, step one: map an agent file to our definitions, blocks and history lines, and check all of it
-against the workspace. Nothing here writes."""
+against the workspace. Nothing here writes.
+
+An agent file comes from elsewhere, so what it says is not trusted where it decides where data or keys go:
+its endpoint and its key variable are taken only when the user asks (trust_endpoints), its limits only as far
+as the workspace's own, and system messages inside its conversation not at all."""
 
 from __future__ import annotations
 
@@ -45,13 +49,18 @@ class ImportPlan:
     histories: dict[str, list[HistoryEntry]] = field(default_factory=dict)
     disabled: dict[str, list[str]] = field(default_factory=dict)  # our name -> tools we will not run
     warnings: list[str] = field(default_factory=list)
+    # our name -> the file's endpoint settings ("base_url https://...", "api_key_env X"): taken, or dropped
+    endpoints: dict[str, list[str]] = field(default_factory=dict)
+    endpoints_taken: bool = False
 
 
 class _Planner:
-    def __init__(self, ws: Workspace, af: AgentFile, source: str, renames: dict[str, str], prefix: str):
+    def __init__(
+        self, ws: Workspace, af: AgentFile, source: str, renames: dict[str, str], prefix: str, trust_endpoints: bool
+    ):
         self.ws, self.af, self.source = ws, af, source
         self.renames, self.prefix = renames, prefix
-        self.plan = ImportPlan()
+        self.plan = ImportPlan(endpoints_taken=trust_endpoints)
         self.blocks = self._index(af.blocks or [], "block")
         self.tools = self._index(af.tools or [], "tool")
         self._index(af.agents, "agent")
@@ -207,6 +216,14 @@ class _Planner:
             url = strip_credentials(endpoint)
             if (urlsplit(url).hostname or "") != "api.openai.com":
                 out["base_url"] = url
+        if ext.api_key_env:
+            out["api_key_env"] = ext.api_key_env
+        chosen = [f"{key} {out[key]}" for key in ("base_url", "api_key_env") if key in out]
+        if chosen:
+            self.plan.endpoints[name] = chosen
+            if not self.plan.endpoints_taken:  # where our keys go is the user's choice, never the file's
+                out.pop("base_url", None)
+                out.pop("api_key_env", None)
         if llm.temperature is not None and ext.defaults.get("temperature") != llm.temperature:
             out["temperature"] = llm.temperature
         kind = llm.model_endpoint_type
@@ -253,10 +270,9 @@ class _Planner:
             }
             if a.system is not None:
                 data["system"] = a.system
-            if ext.api_key_env:
-                data["api_key_env"] = ext.api_key_env
-            if ext.limits:
-                data["limits"] = ext.limits
+            limits = self.limits(ext, name)
+            if limits:
+                data["limits"] = limits
             try:
                 agent = AgentDef.model_validate(data)
             except ValidationError as exc:
@@ -268,6 +284,15 @@ class _Planner:
                 if entries:
                     plan.histories[name] = entries
         plan.shared_blocks = [block for _, block in shared.values()]
+        if plan.endpoints:
+            listed = "; ".join(f"{name}: {', '.join(chosen)}" for name, chosen in plan.endpoints.items())
+            plan.warnings.insert(
+                0,
+                f"the file's endpoints and key variables were taken (--trust-endpoints): {listed}"
+                if plan.endpoints_taken
+                else "the file's endpoints and key variables were not taken (this workspace's apply; "
+                f"take them with --trust-endpoints): {listed}",
+            )
         if plan.disabled:
             listed = "; ".join(f"{name}: {', '.join(why)}" for name, why in plan.disabled.items())
             plan.warnings.insert(0, f"tools that cannot run here are kept as disabled_tools, never run: {listed}")
@@ -276,6 +301,25 @@ class _Planner:
             plan.warnings.append(f"not imported (no equivalent here): {', '.join(left)}")
         plan.warnings = list(dict.fromkeys(plan.warnings))  # a shared block's notes come once per agent
         return plan
+
+    def limits(self, ext: Extension, name: str) -> dict[str, Any]:
+        """The file's limits as far as they are no more generous than this workspace's: a file must not raise
+        what a turn may cost (steps, tokens, history) or how long it may wait."""
+        ours = self.ws.config.limits
+        kept: dict[str, Any] = {}
+        above: list[str] = []
+        for key, value in ext.limits.items():
+            here = getattr(ours, key, None)
+            number = isinstance(value, int | float) and not isinstance(value, bool)
+            if number and here is not None and value > here:
+                above.append(f"{key} {value} (here {here})")
+            else:  # anything else is checked by AgentDef
+                kept[key] = value
+        if above:
+            self.plan.warnings.append(
+                f"agent {name!r}: limits above this workspace's were not taken: {', '.join(above)}"
+            )
+        return kept
 
     def tags(self, a: AfAgent, name: str) -> list[str]:
         tags, changed = our_tags(a.tags or [])
@@ -290,6 +334,12 @@ class _Planner:
             path = self.ws.history_file(name)
             raise Conflict(f"agent {name!r} already has a history in {path}; import it under another name")
         entries, skipped = to_history(a, self.ws.config.limits.max_message_chars, self.source)
+        planted = skipped.pop("system", 0)
+        if planted:
+            self.plan.warnings.append(
+                f"agent {name!r}: {planted} system message(s) inside the conversation were not imported "
+                "(instructions belong in its system prompt, where they can be read)"
+            )
         if skipped:
             kinds = ", ".join(f"{n} {role}" for role, n in skipped.items())
             self.plan.warnings.append(f"agent {name!r}: messages with roles we do not have were skipped: {kinds}")
@@ -304,8 +354,10 @@ def plan_import(
     renames: dict[str, str] | None = None,
     prefix: str = "",
     with_history: bool = False,
+    trust_endpoints: bool = False,
 ) -> ImportPlan:
-    """Map the file to our definitions, blocks and history lines and check them; writes nothing."""
+    """Map the file to our definitions, blocks and history lines and check them; writes nothing. The file's
+    endpoints and key variables are taken only with trust_endpoints (and listed in a warning either way)."""
     if not af.agents:
         raise InvalidFile(f"{source}: the file holds no agents")
-    return _Planner(ws, af, source, renames or {}, prefix).build(with_history)
+    return _Planner(ws, af, source, renames or {}, prefix, trust_endpoints).build(with_history)

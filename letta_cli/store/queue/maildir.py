@@ -27,7 +27,15 @@ from letta_cli.core.errors import NotFound
 from letta_cli.core.faults import crashpoint, failpoint
 from letta_cli.core.ids import now
 from letta_cli.core.models import Message
-from letta_cli.store.fsio import atomic_write, atomic_write_json, ensure_dir, fsync_dir, storage_errors, write_tmp
+from letta_cli.store.fsio import (
+    atomic_write,
+    atomic_write_json,
+    check_dir,
+    ensure_dir,
+    fsync_dir,
+    storage_errors,
+    write_tmp,
+)
 from letta_cli.store.queue.interface import STATES, Claimed, Entry, QueueItem, State
 
 FOLDERS = ("tmp", *STATES)
@@ -198,6 +206,8 @@ class MaildirQueue:
 
     def requeue_dead(self, message_id: str) -> None:
         """Safe while a scheduler runs: one atomic rename publishes the message to new/."""
+        check_dir(self.dirs["new"])
+        check_dir(self.dirs["dead"])
         try:
             with storage_errors("the queue"):
                 os.rename(self.dirs["dead"] / f"{message_id}.json", self.dirs["new"] / f"{message_id}.json")
@@ -208,6 +218,7 @@ class MaildirQueue:
             (self.dirs["dead"] / f"{message_id}.error.json").unlink()
 
     def purge_dead(self) -> list[str]:
+        check_dir(self.dirs["dead"])
         removed = []
         with storage_errors("the queue"):
             for name in self._names("dead"):
