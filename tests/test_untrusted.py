@@ -332,3 +332,12 @@ def test_terminal_and_json_cleaners():
     assert for_terminal("a\x1b[2Jb\tc\nd\r\ne\x9b\x00") == "a\\x1b[2Jb\tc\nd\ne\\x9b\\x00"
     raw = json.dumps({"t": "x\x9by\x7f\x1b"}, ensure_ascii=False)
     assert json.loads(json_for_terminal(raw)) == {"t": "x\x9by\x7f\x1b"} and "\x9b" not in json_for_terminal(raw)
+
+
+def test_bidi_overrides_are_shown_not_obeyed():
+    """U+202E and friends reorder what a terminal shows ("Trojan Source"): written out, JSON value unchanged."""
+    from letta_cli.core.text import for_terminal, json_for_terminal
+
+    assert for_terminal("pay \u202etxt.exe\u202c \u2066x\u2069 é") == "pay \\u202etxt.exe\\u202c \\u2066x\\u2069 é"
+    raw = json.dumps({"t": "a\u202eb"}, ensure_ascii=False)
+    assert "\u202e" not in json_for_terminal(raw) and json.loads(json_for_terminal(raw)) == {"t": "a\u202eb"}

@@ -13,9 +13,11 @@ from typing import overload
 from letta_cli.core.secrets import redact
 
 # C0 controls but newline and tab, DEL, and C1 controls (U+009B is a CSI on its own): every escape sequence
-# a terminal obeys starts with one of them.
-CONTROL_RE = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
-JSON_UNESCAPED_RE = re.compile(r"[\x7f-\x9f]")  # what json.dumps(ensure_ascii=False) leaves raw
+# a terminal obeys starts with one of them. The bidirectional overrides and isolates are not escapes, but they
+# make a terminal show text in an order other than the one it has ("Trojan Source"), so they are shown too.
+BIDI = "\u202a-\u202e\u2066-\u2069"
+CONTROL_RE = re.compile(f"[\\x00-\\x08\\x0b-\\x1f\\x7f-\\x9f{BIDI}]")
+JSON_UNESCAPED_RE = re.compile(f"[\\x7f-\\x9f{BIDI}]")  # what json.dumps(ensure_ascii=False) leaves raw
 
 
 @overload
@@ -49,6 +51,11 @@ def escape_newlines(text: str) -> str:
     return text.replace("\r", "\\r").replace("\n", "\\n")
 
 
+def _written_out(match: re.Match[str]) -> str:
+    code = ord(match[0])
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+
 def for_terminal(text: str) -> str:
     """Text a terminal shows but never obeys: each control character (but newline and tab) written out as
     \\x1b, so a model's reply cannot retitle the window, move the cursor or clear the screen; and no known
@@ -56,7 +63,7 @@ def for_terminal(text: str) -> str:
     text = redact(text)
     if CONTROL_RE.search(text) is None:
         return text
-    return CONTROL_RE.sub(lambda m: f"\\x{ord(m[0]):02x}", text.replace("\r\n", "\n"))
+    return CONTROL_RE.sub(_written_out, text.replace("\r\n", "\n"))
 
 
 def json_for_terminal(text: str) -> str:
