@@ -11,4 +11,5 @@ echo "test: ruff format --check" >&2
 echo "test: mypy" >&2
 .venv/bin/mypy
 echo "test: pytest" >&2
-exec .venv/bin/python -m pytest "$@"
+# one pytest worker per CPU (pytest-xdist): most tests wait on real subprocesses and a real HTTP server
+exec .venv/bin/python -m pytest -n auto "$@"
