@@ -23,6 +23,8 @@ from letta_cli.model import chat_template
 
 HANDLER_NAME = "letta-chatml"
 MIN_CALL_TOKENS = 200  # a tool call cut by max_tokens is useless, so calls may use at least this many
+DEFAULT_TEMPERATURE = 0.2  # for requests that set none (SmolLM2's advice; llama-cpp-python's server says 0.8)
+NO_BIAS = -100.0  # a logit bias that rules a token out
 
 
 class _EvalCounter:
@@ -55,16 +57,26 @@ def _counter(llama: Any) -> _EvalCounter:
 
 
 @functools.lru_cache(maxsize=64)
-def _grammar_text(schema: str) -> str:
+def _grammar_text(schema: str, first: tuple[str, ...]) -> str:
     from llama_cpp.llama_grammar import json_schema_to_gbnf
 
-    return json_schema_to_gbnf(schema)
+    return json_schema_to_gbnf(schema, list(first))
 
 
 def _grammar(schema: dict) -> Any:
+    """The grammar of a call's arguments. Properties with a choice of values (an enum: the agent to message,
+    the block to edit) come first, so the model picks them right after reading the request, before it writes
+    a long text that would pull it elsewhere."""
     from llama_cpp.llama_grammar import LlamaGrammar
 
-    return LlamaGrammar.from_string(_grammar_text(json.dumps(schema, sort_keys=True)), verbose=False)
+    props = dict(schema.get("properties") or {})
+    first = tuple(k for k, v in props.items() if isinstance(v, dict) and "enum" in v)
+    for name in schema.get("required") or []:  # an empty list where one is required is never what a tool wants
+        prop = props.get(name)
+        if isinstance(prop, dict) and prop.get("type") == "array" and "minItems" not in prop:
+            props[name] = {**prop, "minItems": 1}
+    schema = {**schema, "properties": props}
+    return LlamaGrammar.from_string(_grammar_text(json.dumps(schema, sort_keys=True), first), verbose=False)
 
 
 def forced_name(tool_choice: Any, names: set[str]) -> str | None:
@@ -90,11 +102,19 @@ class _Generation:
         self.evaluated = 0
         self.completion_tokens = 0
 
-    def run(self, prompt: str, *, max_tokens: int | None, stop: list[str], grammar: Any = None) -> tuple[str, str]:
+    def run(
+        self, prompt: str, *, max_tokens: int | None, stop: list[str], grammar: Any = None, bias: Any = None
+    ) -> tuple[str, str]:
         """Complete `prompt`; (text, finish_reason). The first call's prompt is what usage reports as sent."""
         self.counter.start()
         out = self.llama.create_completion(
-            prompt=prompt, max_tokens=max_tokens, stop=stop, grammar=grammar, stream=False, **self.sampling
+            prompt=prompt,
+            max_tokens=max_tokens,
+            stop=stop,
+            grammar=grammar,
+            logit_bias=bias,
+            stream=False,
+            **self.sampling,
         )
         usage = out.get("usage") or {}
         if not self.prompt_tokens:
@@ -110,7 +130,19 @@ class _Generation:
         prompt = chat_template.render_prompt(messages, tools, forced=name)
         budget = max(max_tokens or 0, MIN_CALL_TOKENS)
         text, _ = self.run(prompt, max_tokens=budget, stop=[chat_template.END], grammar=_grammar(fn_schema(fn)))
-        return text.strip()
+        try:  # the grammar lets raw control characters into strings; send them escaped
+            return json.dumps(json.loads(text, strict=False), ensure_ascii=False)
+        except ValueError:  # cut off by the token limit: the tool reports it to the model
+            return text.strip()
+
+    def text(self, prompt: str, max_tokens: int | None, stop: list[str]) -> tuple[str, str]:
+        """A text answer with no tool call: if the model starts one anyway (it only stopped at `<tool_call>`,
+        having said nothing), ask again with `<` ruled out."""
+        text, finish = self.run(prompt, max_tokens=max_tokens, stop=[*stop, chat_template.CALL_OPEN])
+        if not text.strip():
+            bias = {t: NO_BIAS for s in ("<", " <", "</") for t in self.llama.tokenize(s.encode(), add_bos=False)[:1]}
+            text, finish = self.run(prompt, max_tokens=max_tokens, stop=stop, bias=bias)
+        return chat_template.whole_sentences(text), finish
 
     def usage(self) -> dict[str, Any]:
         cached = max(0, self.prompt_tokens - self.evaluated)
@@ -175,15 +207,17 @@ def letta_chatml(
         calls.append((forced, gen.call(messages, tools, forced, max_tokens)))
     else:
         prompt = chat_template.render_prompt(messages, tools)
-        extra = [chat_template.CALL_CLOSE] if allow_calls else [chat_template.CALL_OPEN]
-        text, finish = gen.run(prompt, max_tokens=max_tokens, stop=stops + extra)
-        head, args, name = chat_template.parse_call(text, names) if allow_calls else (text, None, None)
-        if name is not None:
-            arguments = json.dumps(args) if args is not None else gen.call(messages, tools, name, max_tokens)
-            calls.append((name, arguments))
-            content = head or None
+        if allow_calls:
+            text, finish = gen.run(prompt, max_tokens=max_tokens, stop=[*stops, chat_template.CALL_CLOSE])
+            head, args, name = chat_template.parse_call(text, names)
+            if name is not None:
+                arguments = json.dumps(args) if args is not None else gen.call(messages, tools, name, max_tokens)
+                calls.append((name, arguments))
+                content = head or None
+            else:
+                content = chat_template.whole_sentences(head)
         else:
-            content = chat_template.whole_sentences(head if allow_calls else text)
+            content, finish = gen.text(prompt, max_tokens, stops)
     message: dict[str, Any] = {"role": "assistant", "content": content}
     if calls:
         message["tool_calls"] = [
