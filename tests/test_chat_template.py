@@ -80,6 +80,7 @@ def test_a_cut_reply_is_trimmed_to_its_last_whole_sentence():
     assert ct.whole_sentences("I bring cake. Also some lemonade and") == "I bring cake."
     assert ct.whole_sentences("Done!  ") == "Done!"
     assert ct.whole_sentences("no sentence end at all") == "no sentence end at all"
+    assert ct.whole_sentences("A list:\n* one\n* tw") == "A list:\n* one"  # else the last whole line
     assert ct.whole_sentences("Is it 3.5 or") == "Is it 3.5 or"  # a decimal point is not a sentence end
 
 
@@ -99,6 +100,7 @@ class ScriptedLlama:
         self.prompts: list[str] = []
         self.stops: list[list[str]] = []
         self.seen = ""
+        self.finish = "stop"
 
     def eval(self, tokens):
         return None
@@ -111,7 +113,7 @@ class ScriptedLlama:
         self.seen = prompt
         text = self.answers.pop(0)
         usage = {"prompt_tokens": len(prompt), "completion_tokens": len(text.split())}
-        return {"choices": [{"text": text, "finish_reason": "stop"}], "usage": usage}
+        return {"choices": [{"text": text, "finish_reason": self.finish}], "usage": usage}
 
 
 def test_the_handler_turns_a_call_in_a_free_answer_into_a_tool_call():
@@ -129,6 +131,7 @@ def test_the_handler_answers_in_text_for_tool_choice_none_and_reports_the_cached
     from letta_cli.model.llama_server import letta_chatml
 
     llama = ScriptedLlama("First.", "I bring cake. And")
+    llama.finish = "length"
     letta_chatml(llama=llama, messages=MESSAGES, tools=[TOOL], tool_choice="none")
     again = [*MESSAGES, {"role": "user", "content": "More?"}]
     out = letta_chatml(llama=llama, messages=again, tools=[TOOL], tool_choice="none")

@@ -125,12 +125,14 @@ class Demo:
         self.echo("#    and collects their replies; then it sums them up.")
         ask = "Ask the workers what they bring, then sum it up."
         self.agents("send", "supervisor", "--tool", BROADCAST, ask, check=False)
-        calls = self.calls(self.new_events(), "supervisor", BROADCAST)
-        replies = [r for c in calls for r in _json_list(c.get("result")) if r.get("response")]
+        evs = self.new_events()
+        calls = self.calls(evs, "supervisor", BROADCAST)
+        asked = {e["message_id"] for e in evs if e.get("event") == "message" and e.get("kind") == "broadcast"}
+        replied = [e for e in evs if e.get("event") == "turn_end" and e["message_id"] in asked and e.get("reply")]
         self.verdict(
-            bool(calls) and len(replies) == len(WORKERS),
-            f"the supervisor's {BROADCAST} collected {len(replies)} replies",
-            f"the supervisor's broadcast collected {len(replies)} of {len(WORKERS)} replies",
+            bool(calls) and len(replied) == len(WORKERS),
+            f"the supervisor's {BROADCAST} collected {len(replied)} replies",
+            f"the supervisor's broadcast collected {len(replied)} of {len(WORKERS)} replies",
         )
 
     def wait_for_reply(self) -> None:

@@ -126,10 +126,14 @@ def parse_call(text: str, names: set[str]) -> tuple[str, dict[str, Any] | None, 
 
 
 def whole_sentences(text: str) -> str:
-    """A reply cut off by the token limit, trimmed back to its last whole sentence (if it has one)."""
+    """A reply cut off by the token limit, trimmed back to its last whole sentence, else its last whole line
+    (if it has either)."""
     stripped = text.rstrip()
     if not stripped or stripped[-1] in SENTENCE_ENDS:
         return stripped
     cut = max(stripped.rfind(f"{c} ") for c in SENTENCE_ENDS)
     cut = max(cut, *(stripped.rfind(f"{c}\n") for c in SENTENCE_ENDS))
-    return stripped[: cut + 1] if cut > 0 else stripped
+    if cut > 0:
+        return stripped[: cut + 1]
+    line = stripped.rfind("\n")
+    return stripped[:line].rstrip() if line > 0 else stripped

@@ -142,7 +142,7 @@ class _Generation:
         if not text.strip():
             bias = {t: NO_BIAS for s in ("<", " <", "</") for t in self.llama.tokenize(s.encode(), add_bos=False)[:1]}
             text, finish = self.run(prompt, max_tokens=max_tokens, stop=stop, bias=bias)
-        return chat_template.whole_sentences(text), finish
+        return (chat_template.whole_sentences(text) if finish == "length" else text.strip()), finish
 
     def usage(self) -> dict[str, Any]:
         cached = max(0, self.prompt_tokens - self.evaluated)
@@ -215,7 +215,7 @@ def letta_chatml(
                 calls.append((name, arguments))
                 content = head or None
             else:
-                content = chat_template.whole_sentences(head)
+                content = chat_template.whole_sentences(head) if finish == "length" else head.strip()
         else:
             content, finish = gen.text(prompt, max_tokens, stops)
     message: dict[str, Any] = {"role": "assistant", "content": content}
