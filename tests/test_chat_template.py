@@ -24,18 +24,20 @@ MESSAGES = [
 
 def test_the_prompt_is_chatml_with_nothing_escaped():
     prompt = ct.render_prompt(MESSAGES, [TOOL])
-    assert prompt.startswith('<|im_start|>system\nYou are agent "a".\n\n# Tools\n')
+    assert prompt.startswith("<|im_start|>system\n# Tools\n") and '}\n\nYou are agent "a".<|im_end|>' in prompt
     assert '<block label="team">x < y & "z"</block>' in prompt and "<|im_start|>user\nNote <this>.<|im_end|>" in prompt
     assert "&lt;" not in prompt and "&#34;" not in prompt and "&amp;" not in prompt and "&quot;" not in prompt
     assert prompt.endswith("<|im_end|>\n<|im_start|>assistant\n")
     assert prompt.count("<|im_start|>system") == 2 and prompt.count("# Tools") == 1
 
 
-def test_tools_come_after_the_stable_part_and_before_what_changes():
+def test_tools_come_first_then_the_stable_part_then_what_changes():
     prompt = ct.render_prompt(MESSAGES, [TOOL])
     tools_at = prompt.index('{"name":"core_memory_append"')
-    assert prompt.index('You are agent "a".') < tools_at < prompt.index("<memory_blocks>")
-    schema = json.loads(prompt[tools_at:].split("\n", 1)[0].removesuffix("<|im_end|>"))
+    assert tools_at < prompt.index('You are agent "a".') < prompt.index("<memory_blocks>")
+    other = ct.render_prompt([{"role": "system", "content": 'You are agent "b".'}, *MESSAGES[1:]], [TOOL])
+    assert shared_prefix(prompt, other).endswith('You are agent "')  # two agents with the same tools share them
+    schema = json.loads(prompt[tools_at:].split("\n", 1)[0])
     assert schema["parameters"]["required"] == ["label"] and schema["description"].endswith('"label" names it')
 
 

@@ -1,9 +1,10 @@
 """The prompt the local model reads: ChatML (SmolLM2's format) with the tools in the first system message.
 
 Plain text in, plain text out: no template engine, so nothing is HTML-escaped (`<memory_blocks>` and `"` reach
-the model as written). The tools are described at the end of the first system message, which the engine keeps
-stable (the agent's prompt and identity); what changes (memory, history, the new message) follows, so the server's
-prompt cache can reuse the longest possible prefix. A tool call is one line, `<tool_call>{"name": ..,
+the model as written). The tools are described at the start of the first system message, before the agent's
+prompt and identity, which the engine keeps stable; what changes (memory, history, the new message) follows. So
+the server's prompt cache reuses the longest possible prefix: within an agent's turns everything up to its
+memory, and across agents with the same tools (and the same system prompt) the tools as well. A tool call is one line, `<tool_call>{"name": ..,
 "arguments": {..}}</tool_call>`, the format SmolLM2 was tuned on. model/llama_server.py serves it.
 """
 
@@ -68,7 +69,7 @@ def render_message(message: dict, tools_section: str | None) -> str:
     role = str(message.get("role", "user"))
     text = text_of(message.get("content"))
     if role == "system" and tools_section:
-        text = f"{text}\n\n{tools_section}" if text else tools_section
+        text = f"{tools_section}\n\n{text}" if text else tools_section
     if role == "assistant":
         calls = [
             call_text(str(fn.get("name", "")), fn.get("arguments", {}))
@@ -82,7 +83,7 @@ def render_message(message: dict, tools_section: str | None) -> str:
 def render_prompt(messages: list[dict], tools: list[dict] | None, forced: str | None = None) -> str:
     """The whole prompt, ending where the assistant's answer (or the forced call's arguments) begins.
 
-    The tools go into the first system message (one is added in front if there is none), even when tool_choice
+    The tools open the first system message (one is added in front if there is none), even when tool_choice
     is "none": the prompt then differs from the previous step only at its end.
     """
     section = describe_tools(tools) if tools else None
