@@ -25,6 +25,7 @@ HANDLER_NAME = "letta-chatml"
 MIN_CALL_TOKENS = 200  # a tool call cut by max_tokens is useless, so calls may use at least this many
 DEFAULT_TEMPERATURE = 0.2  # for requests that set none (SmolLM2's advice; llama-cpp-python's server says 0.8)
 NO_BIAS = -100.0  # a logit bias that rules a token out
+DEFAULT_MAX_TOKENS = 256  # for requests that set none: else a rambling small model writes until the context ends
 
 
 class _EvalCounter:
@@ -183,6 +184,7 @@ def letta_chatml(
     if stream:
         raise ValueError(f"the {HANDLER_NAME} chat format does not stream; send stream=false")
     tools = [t for t in tools or [] if t.get("type", "function") == "function" and t.get("function")]
+    max_tokens = max_tokens or DEFAULT_MAX_TOKENS
     names = {t["function"]["name"] for t in tools}
     forced = forced_name(tool_choice, names) if tools else None
     allow_calls = bool(tools) and tool_choice != "none"
