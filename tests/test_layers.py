@@ -115,7 +115,6 @@ def test_no_import_cycles():
     assert not cycles, f"import cycles: {cycles}"
 
 
-@pytest.mark.xfail(strict=True, reason="#16 in progress: agentfile, local, scheduler to split")
 def test_modules_stay_small():
     big = {m: n for m, p in modules().items() if (n := len(p.read_text().splitlines())) > MAX_LINES}
     assert not big, f"modules over {MAX_LINES} lines: {big}"

@@ -11,10 +11,12 @@ import os
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 
 import pytest
 
+from letta_cli.model import chat_template
 from letta_cli.model import local as localmodel
 from letta_cli.store.workspace import Workspace
 from tests.conftest import CLI, REPO, base_env
@@ -145,6 +147,56 @@ def test_tool_result_round_trip(client, served):
     assert response.choices[0].finish_reason in ("stop", "length")
 
 
+def test_the_model_reads_the_prompt_unescaped(client, served):
+    """The server renders exactly chat_template.render_prompt: `<` and `"` reach the model as written (the
+    token count of our own rendering matches what the server evaluated; an escaping template adds tokens)."""
+    _, info = served
+    messages = [
+        {"role": "system", "content": 'You are "scribe".\n<memory_blocks>\n<block label="notes">milk</block>'},
+        {"role": "user", "content": 'Reply with <b>"ok"</b> & nothing else.'},
+    ]
+    response = client.chat.completions.create(
+        model=info.model, messages=messages, tools=[FORCED_TOOL], tool_choice="none", max_tokens=8
+    )
+    prompt = chat_template.render_prompt(messages, [FORCED_TOOL])
+    assert '<block label="notes">' in prompt and "&lt;" not in prompt and "&#34;" not in prompt
+    root = info.base_url.removesuffix("/v1")
+    request = urllib.request.Request(
+        f"{root}/extras/tokenize/count",
+        data=json.dumps({"input": prompt, "model": info.model}).encode(),
+        headers={"Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=30) as counted:
+        assert response.usage.prompt_tokens == json.load(counted)["count"]
+
+
+def test_a_repeated_prefix_is_reported_as_cached(client, served):
+    _, info = served
+    system = {"role": "system", "content": "You are a terse assistant. " * 20}
+    first = client.chat.completions.create(
+        model=info.model, messages=[system, {"role": "user", "content": "Say hi."}], max_tokens=4
+    )
+    second = client.chat.completions.create(
+        model=info.model, messages=[system, {"role": "user", "content": "Say bye."}], max_tokens=4
+    )
+    cached = second.usage.prompt_tokens_details.cached_tokens
+    assert first.usage.prompt_tokens > 100 and cached >= first.usage.prompt_tokens - 12
+    assert cached < second.usage.prompt_tokens  # the new last message was evaluated
+
+
+def test_tool_choice_none_answers_in_text(client, served):
+    _, info = served
+    response = client.chat.completions.create(
+        model=info.model,
+        messages=[{"role": "user", "content": "What is the weather in Paris?"}],
+        tools=[FORCED_TOOL],
+        tool_choice="none",
+        max_tokens=24,
+    )
+    choice = response.choices[0]
+    assert not choice.message.tool_calls and choice.message.content and "<tool_call>" not in choice.message.content
+
+
 def test_cli_status_sees_the_servers_of_the_workspace(served, tmp_path):
     ws, info = served
     cli = CLI(ws.root, base_env(tmp_path))
@@ -271,8 +323,45 @@ def test_a_record_naming_another_program_is_not_signalled(tmp_path):
     assert localmodel.stop(ws) is False  # and we are still here
 
 
+@pytest.mark.skipif(not Path("/proc/self/cmdline").exists(), reason="needs /proc to tell programs apart")
+def test_the_launcher_is_recognised_as_the_server(tmp_path):
+    """A record naming a process that runs our launcher is taken for the server (and stopped)."""
+    ws = Workspace(tmp_path / "ws")
+    code = "import time; time.sleep(60)"
+    proc = subprocess.Popen([sys.executable, "-c", code, "-m", localmodel.LAUNCHER])
+    try:
+        localmodel._write_record(
+            ws, localmodel.ServerInfo(pid=proc.pid, port=1, base_url="http://127.0.0.1:1/v1", model="m", gguf="/x")
+        )
+        assert localmodel.status(ws) is not None
+        assert localmodel.stop(ws) is True and proc.wait(timeout=10) != 0
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def test_threads_follow_the_setting_and_the_machine(monkeypatch):
+    monkeypatch.setenv(localmodel.THREADS_ENV, "3")
+    assert localmodel._threads() == 3
+    command = localmodel.server_command(Path("/m/x.gguf"), 1234)
+    assert command[1:3] == ["-m", localmodel.LAUNCHER] and command[command.index("--n_threads") + 1] == "3"
+    assert command[command.index("--chat_format") + 1] == "letta-chatml"
+    assert command[command.index("--cache") + 1] == "True"
+    monkeypatch.setenv(localmodel.THREADS_ENV, "many")
+    with pytest.raises(localmodel.LocalModelError, match="LETTA_CLI_MODEL_THREADS must be a whole number"):
+        localmodel._threads()
+    monkeypatch.delenv(localmodel.THREADS_ENV)
+    monkeypatch.setattr(os, "sched_getaffinity", lambda _: {0, 1})
+    assert localmodel._threads() == 1  # 2 cores: one thread (docs/benchmarks.md)
+    monkeypatch.setattr(os, "sched_getaffinity", lambda _: set(range(16)))
+    assert localmodel._threads() == 4
+
+
 def test_is_available_is_cheap_and_does_not_import_llama_cpp():
-    code = "import sys, letta_cli.model.local as m; m.is_available(); print('llama_cpp' in sys.modules)"
+    code = (
+        "import sys, letta_cli.model.local, letta_cli.model.local_setup as m; m.is_available(); "
+        "print('llama_cpp' in sys.modules)"
+    )
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env).stdout
     assert out.strip() == "False"

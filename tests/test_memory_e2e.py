@@ -13,7 +13,9 @@ from tests.fakellm import FakeLLM, call, text, tool_results
 
 
 def system_prompt(body: dict) -> str:
-    return body["messages"][0]["content"]
+    """What the system messages at the start say (the agent's prompt, then its memory blocks)."""
+    system = [m["content"] for m in body["messages"][:2] if m["role"] == "system"]
+    return "\n\n".join(system)
 
 
 def test_shared_block_edited_by_agent_a_appears_in_agent_b_next_request(cli: CLI, llm: FakeLLM):

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from letta_cli.model import local
+from letta_cli.model import local, local_setup
 from letta_cli.store.workspace import Workspace
 
 
@@ -38,7 +38,7 @@ def status(ws: Workspace) -> dict:
 
 def installed() -> bool:
     """Could the local model be served here (llama.cpp's server and the weights are installed)?"""
-    return local.is_available()
+    return local_setup.is_available()
 
 
 def stop(ws: Workspace) -> bool:
@@ -48,4 +48,4 @@ def stop(ws: Workspace) -> bool:
 
 def weights() -> dict:
     """Where the weights are (LocalModelMissing if they are not installed), and whether the server is."""
-    return {"gguf": str(local.gguf_path()), "server_installed": local.server_missing() is None}
+    return {"gguf": str(local_setup.gguf_path()), "server_installed": local_setup.server_missing() is None}

@@ -1,5 +1,11 @@
 """The system prompt of every model call: the agent's prompt, its identity, and its memory blocks, rebuilt for
-each call so a block edited by another agent is seen at once."""
+each call so a block edited by another agent is seen at once.
+
+A request starts with what stays the same from call to call (the agent's prompt and identity; the tools, which
+a server puts next to them) and ends with what changes (the memory blocks, the recent history, the new
+message): so the memory goes in a second system message, and a server that caches evaluated prompts by their
+prefix (the local model's does) re-reads only what changed. Together the two say what Letta's one system
+prompt says, in the same order."""
 
 from __future__ import annotations
 
@@ -10,15 +16,26 @@ from letta_cli.store.workspace import Workspace
 IDENTITY = 'You are agent "{name}" in a multi-agent workspace; other agents address you by this id.'
 
 
-def system_prompt(ws: Workspace, agent: AgentDef) -> str:
-    """Rebuilt for every model call, so a block edited by another agent is seen at once."""
-    parts = [agent.system.strip(), IDENTITY.format(name=agent.name)]
-    if agent.description:
-        parts[-1] += f" Your role: {agent.description}"
+def system_messages(ws: Workspace, agent: AgentDef) -> list[dict[str, str]]:
+    """The system messages a request starts with: the stable part, then the memory blocks (if any), read now."""
+    messages = [{"role": "system", "content": stable_prompt(agent)}]
     blocks = BlockStore(ws).for_agent(agent)
     if blocks:
-        parts.append(render_memory(blocks))
-    return "\n\n".join(parts)
+        messages.append({"role": "system", "content": render_memory(blocks)})
+    return messages
+
+
+def stable_prompt(agent: AgentDef) -> str:
+    """The agent's own prompt and its identity: the same for every call until the agent is edited."""
+    identity = IDENTITY.format(name=agent.name)
+    if agent.description:
+        identity += f" Your role: {agent.description}"
+    return f"{agent.system.strip()}\n\n{identity}"
+
+
+def system_prompt(ws: Workspace, agent: AgentDef) -> str:
+    """The whole system prompt as one text (what the two system messages say together)."""
+    return "\n\n".join(m["content"] for m in system_messages(ws, agent))
 
 
 def render_memory(blocks: list[Block]) -> str:

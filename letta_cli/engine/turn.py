@@ -15,7 +15,7 @@ from letta_cli.core.faults import crashpoint
 from letta_cli.core.ids import now
 from letta_cli.core.models import HistoryEntry, TurnRecord
 from letta_cli.core.text import clip
-from letta_cli.engine.prompt import system_prompt
+from letta_cli.engine.prompt import system_messages
 from letta_cli.model.client import ModelClient
 from letta_cli.model.endpoint import Endpoint
 from letta_cli.ports import TurnContext
@@ -46,16 +46,18 @@ async def run_turn(ctx: TurnContext, client: ModelClient, endpoint: Endpoint) ->
     error: str | None = None
 
     for step in range(limits.max_steps):
-        request = [{"role": "system", "content": system_prompt(ctx.ws, agent)}, *past, *(e.to_chat() for e in entries)]
+        request = [*system_messages(ctx.ws, agent), *past, *(e.to_chat() for e in entries)]
         if step == limits.max_steps - 1 and step > 0:
             offer_tools = False  # the last step: ask for an answer rather than end on the step limit
         tool_choice: Any = "auto"
         first = ctx.message.force_tool or agent.tool_rules.first
         if step == 0 and first in tools:
             tool_choice = {"type": "function", "function": {"name": first}}
+        if not offer_tools:  # the tools stay in the request (its prefix stays the same), but none may be called
+            tool_choice = "none"
         async with ctx.runtime.model_slot():
             result = await client.complete(
-                endpoint, request, schemas if offer_tools else [], tool_choice, agent.temperature, limits.max_tokens
+                endpoint, request, schemas, tool_choice, agent.temperature, limits.max_tokens
             )
         crashpoint("after_model_call")
         ctx.usage.add(result.usage)
@@ -67,6 +69,7 @@ async def run_turn(ctx: TurnContext, client: ModelClient, endpoint: Endpoint) ->
             step=step,
             model=endpoint.model,
             prompt_tokens=result.usage.prompt_tokens,
+            cached_tokens=result.cached_tokens,
             completion_tokens=result.usage.completion_tokens,
             duration_ms=round(result.duration * 1000),
             tool_calls=[c["function"]["name"] for c in result.tool_calls],
@@ -76,7 +79,7 @@ async def run_turn(ctx: TurnContext, client: ModelClient, endpoint: Endpoint) ->
         if not result.tool_calls:
             text = (result.content or "").strip()
             if not text and offer_tools and schemas and step + 1 < limits.max_steps:
-                offer_tools = False  # small models often answer "auto" with nothing: ask once more, tool-free
+                offer_tools = False  # small models often answer "auto" with nothing: ask once more, for text
                 continue
             entries.append(entry(ctx, len(entries), "assistant", content=text))
             if text:

@@ -27,6 +27,7 @@ class Completion:
     tool_calls: list[dict[str, Any]]  # [{"id", "type": "function", "function": {"name", "arguments"}}]
     usage: Usage
     duration: float
+    cached_tokens: int = 0  # of the prompt tokens, those the server had evaluated before (if it says)
 
 
 class ModelClient:
@@ -74,7 +75,8 @@ class ModelClient:
             completion_tokens=_count(getattr(u, "completion_tokens", 0)),
             model_calls=1,
         )
-        return Completion(content, calls, usage, duration)
+        details = getattr(u, "prompt_tokens_details", None)
+        return Completion(content, calls, usage, duration, _count(getattr(details, "cached_tokens", 0)))
 
     async def close(self) -> None:
         for client in self._clients.values():

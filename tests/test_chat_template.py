@@ -1,0 +1,155 @@
+"""The local model's prompt (model/chat_template.py): ChatML as plain text, tools in the first system message,
+nothing escaped, and the one-line tool calls read back."""
+
+from __future__ import annotations
+
+import json
+
+from letta_cli.model import chat_template as ct
+
+TOOL = {
+    "type": "function",
+    "function": {
+        "name": "core_memory_append",
+        "description": 'Append to a block; "label" names it',
+        "parameters": {"type": "object", "properties": {"label": {"type": "string"}}, "required": ["label"]},
+    },
+}
+MESSAGES = [
+    {"role": "system", "content": 'You are agent "a".'},
+    {"role": "system", "content": '<memory_blocks>\n<block label="team">x < y & "z"</block>\n</memory_blocks>'},
+    {"role": "user", "content": "Note <this>."},
+]
+
+
+def test_the_prompt_is_chatml_with_nothing_escaped():
+    prompt = ct.render_prompt(MESSAGES, [TOOL])
+    assert prompt.startswith("<|im_start|>system\n# Tools\n") and '}\n\nYou are agent "a".<|im_end|>' in prompt
+    assert '<block label="team">x < y & "z"</block>' in prompt and "<|im_start|>user\nNote <this>.<|im_end|>" in prompt
+    assert "&lt;" not in prompt and "&#34;" not in prompt and "&amp;" not in prompt and "&quot;" not in prompt
+    assert prompt.endswith("<|im_end|>\n<|im_start|>assistant\n")
+    assert prompt.count("<|im_start|>system") == 2 and prompt.count("# Tools") == 1
+
+
+def test_tools_come_first_then_the_stable_part_then_what_changes():
+    prompt = ct.render_prompt(MESSAGES, [TOOL])
+    tools_at = prompt.index('{"name":"core_memory_append"')
+    assert tools_at < prompt.index('You are agent "a".') < prompt.index("<memory_blocks>")
+    other = ct.render_prompt([{"role": "system", "content": 'You are agent "b".'}, *MESSAGES[1:]], [TOOL])
+    assert shared_prefix(prompt, other).endswith('You are agent "')  # two agents with the same tools share them
+    schema = json.loads(prompt[tools_at:].split("\n", 1)[0])
+    assert schema["parameters"]["required"] == ["label"] and schema["description"].endswith('"label" names it')
+
+
+def test_the_same_messages_give_the_same_prefix_whatever_the_tool_choice():
+    free = ct.render_prompt(MESSAGES, [TOOL])
+    forced = ct.render_prompt(MESSAGES, [TOOL], forced="core_memory_append")
+    assert forced.startswith(free) and forced.endswith('<tool_call>{"name": "core_memory_append", "arguments": ')
+    assert ct.render_prompt(MESSAGES, None).count("# Tools") == 0
+
+
+def test_a_prompt_without_a_system_message_gets_one_for_the_tools():
+    prompt = ct.render_prompt([{"role": "user", "content": "hi"}], [TOOL])
+    assert prompt.startswith("<|im_start|>system\n# Tools\n") and "<|im_start|>user\nhi<|im_end|>" in prompt
+
+
+def test_past_tool_calls_and_results_are_rendered_as_the_model_writes_them():
+    history = [
+        {"role": "user", "content": "remember"},
+        {
+            "role": "assistant",
+            "content": "",
+            "tool_calls": [{"id": "c1", "type": "function", "function": {"name": "f", "arguments": '{"a": "<1>"}'}}],
+        },
+        {"role": "tool", "tool_call_id": "c1", "content": "done"},
+        {"role": "user", "content": [{"type": "text", "text": "and "}, {"type": "text", "text": "now?"}]},
+    ]
+    prompt = ct.render_prompt(history, None)
+    assert '<|im_start|>assistant\n<tool_call>{"name": "f", "arguments": {"a": "<1>"}}</tool_call><|im_end|>' in prompt
+    assert "<|im_start|>tool\ndone<|im_end|>" in prompt and "<|im_start|>user\nand now?<|im_end|>" in prompt
+
+
+def test_a_call_in_a_free_answer_is_read_back():
+    names = {"f", "g"}
+    assert ct.parse_call('Sure. <tool_call>{"name": "f", "arguments": {"x": 1}}', names) == ("Sure.", {"x": 1}, "f")
+    assert ct.parse_call('<tool_call>{"name": "f", "arguments": "{\\"x\\": 2}"}', names) == ("", {"x": 2}, "f")
+    assert ct.parse_call("no call here", names) == ("no call here", None, None)
+    assert ct.parse_call('<tool_call>{"name": "h", "arguments": {}}', names)[2] is None  # unknown tool
+    assert ct.parse_call('<tool_call>{"name": "g", "arguments": {"x": ', names) == ("", None, "g")  # cut: force g
+
+
+def test_a_cut_reply_is_trimmed_to_its_last_whole_sentence():
+    assert ct.whole_sentences("I bring cake. Also some lemonade and") == "I bring cake."
+    assert ct.whole_sentences("Done!  ") == "Done!"
+    assert ct.whole_sentences("no sentence end at all") == "no sentence end at all"
+    assert ct.whole_sentences("A list:\n* one\n* tw") == "A list:\n* one"  # else the last whole line
+    assert ct.whole_sentences("Is it 3.5 or") == "Is it 3.5 or"  # a decimal point is not a sentence end
+
+
+def shared_prefix(a: str, b: str) -> str:
+    n = 0
+    while n < min(len(a), len(b)) and a[n] == b[n]:
+        n += 1
+    return a[:n]
+
+
+class ScriptedLlama:
+    """Stands in for llama_cpp.Llama in the handler: answers each completion from a script, and evaluates
+    (through `eval`, as Llama.generate does) the prompt's tokens after the prefix it saw last."""
+
+    def __init__(self, *answers: str):
+        self.answers = list(answers)
+        self.prompts: list[str] = []
+        self.stops: list[list[str]] = []
+        self.seen = ""
+        self.finish = "stop"
+
+    def eval(self, tokens):
+        return None
+
+    def create_completion(self, *, prompt, stop, **_):
+        self.prompts.append(prompt)
+        self.stops.append(stop)
+        shared = len(shared_prefix(self.seen, prompt))
+        self.eval(list(prompt[shared:]))  # one "token" per character
+        self.seen = prompt
+        text = self.answers.pop(0)
+        usage = {"prompt_tokens": len(prompt), "completion_tokens": len(text.split())}
+        return {"choices": [{"text": text, "finish_reason": self.finish}], "usage": usage}
+
+
+def test_the_handler_turns_a_call_in_a_free_answer_into_a_tool_call():
+    from letta_cli.model.llama_server import letta_chatml
+
+    llama = ScriptedLlama('<tool_call>{"name": "core_memory_append", "arguments": {"label": "team"}}')
+    out = letta_chatml(llama=llama, messages=MESSAGES, tools=[TOOL], tool_choice="auto")
+    (call,) = out["choices"][0]["message"]["tool_calls"]
+    assert call["function"] == {"name": "core_memory_append", "arguments": '{"label": "team"}'}
+    assert out["choices"][0]["finish_reason"] == "tool_calls" and "</tool_call>" in llama.stops[0]
+    assert out["usage"]["prompt_tokens_details"]["cached_tokens"] == 0
+
+
+def test_the_handler_answers_in_text_for_tool_choice_none_and_reports_the_cached_prefix():
+    from letta_cli.model.llama_server import letta_chatml
+
+    llama = ScriptedLlama("First.", "I bring cake. And")
+    llama.finish = "length"
+    letta_chatml(llama=llama, messages=MESSAGES, tools=[TOOL], tool_choice="none")
+    again = [*MESSAGES, {"role": "user", "content": "More?"}]
+    out = letta_chatml(llama=llama, messages=again, tools=[TOOL], tool_choice="none")
+    message = out["choices"][0]["message"]
+    assert message["content"] == "I bring cake." and "tool_calls" not in message
+    assert "<tool_call>" in llama.stops[1] and "# Tools" in llama.prompts[1]  # tools stay in the prompt
+    usage = out["usage"]
+    shared = len(shared_prefix(*llama.prompts))
+    assert shared > len(llama.prompts[0]) - 30  # only the end differs: the new message
+    assert usage["prompt_tokens_details"]["cached_tokens"] == shared
+
+
+def test_the_handler_refuses_to_force_an_unknown_tool():
+    import pytest
+
+    from letta_cli.model.llama_server import letta_chatml
+
+    with pytest.raises(ValueError, match="tool_choice names 'nope'"):
+        letta_chatml(llama=ScriptedLlama(), messages=MESSAGES, tools=[TOOL], tool_choice={"function": {"name": "nope"}})
