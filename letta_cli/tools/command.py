@@ -109,27 +109,37 @@ def custom_tools(ws: Workspace, agent: AgentDef) -> dict[str, Tool]:
     return {n: command_tool(declared[n]) for n in wanted if n in declared}
 
 
-_cache: dict[tuple[str, str, str], Tool] = {}
+_cache: dict[tuple[str, str, str], tuple[Tool, Any]] = {}
 
 
 def command_tool(d: Declared) -> Tool:
     """The Tool of a declaration (cached: its argument models are built once per process)."""
+    return _compiled(d)[0]
+
+
+def prepare(d: Declared, raw: str) -> dict[str, Any]:
+    """The model's (or a person's) arguments as JSON text -> the values the command gets, checked against
+    the schema; a ToolError says what is wrong."""
+    tool, check = _compiled(d)
+    values = dict(tool.validate(raw)._raw)  # type: ignore[attr-defined]
+    check(values)
+    return values
+
+
+def _compiled(d: Declared) -> tuple[Tool, Any]:
     key = (d.name, d.source, d.spec.model_dump_json())
     if key not in _cache:
-        _cache[key] = _build(d)
+        parameters = d.spec.arguments_schema()
+        check = constraint_checker(d, parameters)
+
+        async def run(ctx: TurnContext, args: Any) -> str:
+            values = dict(args._raw)
+            check(values)
+            return await run_in_turn(ctx, d, values)
+
+        model = keeping_raw(model_of(d.name, parameters))
+        _cache[key] = (Tool(d.name, d.spec.description or d.name, model, parameters, run), check)
     return _cache[key]
-
-
-def _build(d: Declared) -> Tool:
-    parameters = d.spec.arguments_schema()
-    check = constraint_checker(d, parameters)
-
-    async def run(ctx: TurnContext, args: Any) -> str:
-        values = dict(args._raw)
-        check(values)
-        return await run_in_turn(ctx, d, values)
-
-    return Tool(d.name, d.spec.description or d.name, keeping_raw(model_of(d.name, parameters)), parameters, run)
 
 
 def keeping_raw(model: type[BaseModel]) -> type[BaseModel]:
