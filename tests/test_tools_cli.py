@@ -107,3 +107,22 @@ def test_agents_show_lists_the_custom_tools(team):
         {"name": "roll_dice", "source": "agents.toml", "status": "offered"},
         {"name": "typo_tool", "source": None, "status": "not declared (never offered)"},
     ]
+
+
+def test_a_command_tool_call_is_in_the_trace_views(cli, llm, ws):
+    from tests.fakellm import call, text, tool_results
+
+    with open(ws / "agents.toml", "a") as fh:
+        fh.write(TOOLS)
+    write_agent(ws, "worker", extra='tools = ["roll_dice"]')
+    llm.on(
+        "worker",
+        lambda body: text("rolled " + tool_results(body)[0]) if tool_results(body) else call("roll_dice", sides=6),
+    )
+    res = cli.ok("-v", "send", "worker", "roll")
+    assert res.out == "rolled 4\n"
+    assert "roll_dice(sides=6) ✓ exit 0" in res.err
+    [message] = cli.ok("trace", "--last", "--json").json()["messages"]
+    [tool_call] = message["turn"]["tool_calls"]
+    assert tool_call["tool"] == "roll_dice" and tool_call["result"] == "4"
+    assert (tool_call["exit_code"], tool_call["timed_out"], tool_call["replayed"]) == (0, False, False)
