@@ -82,6 +82,7 @@ def test_a_crash_after_the_result_was_recorded_replays_it_without_running(cli, l
     cli.ok("run")
     assert runs(ws) == 1
     assert answered(ws, mid)["reply"] == ["done: counted 1"]
+    assert not (ws / ".agents" / "tool_calls" / f"{mid}.jsonl").exists()  # committed: no longer needed
     events = [json.loads(line) for line in (ws / ".agents" / "trace.jsonl").read_text().splitlines()]
     assert [e["replayed"] for e in events if e["event"] == "tool_call"] == [False, True]
     check_state(ws)

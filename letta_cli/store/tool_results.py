@@ -7,18 +7,19 @@ so a turn replayed after a crash finds what it already did:
 - `finished`: the result, written (and fsynced) before the model sees it: a replay returns it, runs nothing.
 
 Appends are single O_APPEND writes; a line torn by a crash is skipped on reading. The file is only read by
-replays of its own message, which run one at a time.
+replays of its own message, which run one at a time, and dropped once its turn is committed and applied.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from pathlib import Path
 from typing import Any
 
 from letta_cli.core.ids import now
-from letta_cli.store.fsio import append_line, ensure_dir, fsync_dir, read_json_lines
+from letta_cli.store.fsio import append_line, check_dir, ensure_dir, fsync_dir, read_json_lines
 from letta_cli.store.workspace import Workspace
 
 VERSION = 1
@@ -40,6 +41,13 @@ class ToolCalls:
                     return line
                 found = line
         return found
+
+    def forget(self, message_id: str) -> None:
+        """Drop a message's calls once its turn is committed: it is never replayed again (and a dead letter
+        given another chance starts afresh)."""
+        check_dir(self.root)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.path(message_id))
 
     def started(self, message_id: str, key: str, tool: str) -> None:
         self._append(message_id, {"key": key, "state": "started", "tool": tool})
