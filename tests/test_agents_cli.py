@@ -227,6 +227,7 @@ def test_list_json_shape(offline_cli: CLI, ws: Path):
         "tags": ["w"],
         "tools": None,
         "disabled_tools": [],
+        "command_tools": {},
         "tool_rules": {"first": None, "terminal": ["send_message"]},
         "memory": {
             "blocks": {"persona": {"value": "hi", "limit": 5000, "description": "", "read_only": False}},

@@ -44,6 +44,8 @@ def event_line(ev: dict) -> str | None:
         )
     elif kind == "tool_call":
         mark = "✗" if ev.get("error") else "✓"
+        if "exit_code" in ev:  # a command tool
+            mark += " replayed" if ev.get("replayed") else f" exit {ev['exit_code']}"
         detail = f"{call_summary(ev.get('tool', '?'), ev.get('arguments'))} {mark} {ev.get('duration_ms')}ms {flatten(ev.get('result'), 80)}"
     elif kind == "retry":
         detail = f"attempt {ev.get('attempt')} failed, again in {ev.get('delay')}s: {flatten(ev.get('error'), 100)}"

@@ -47,6 +47,7 @@ def last_chain(ws: Workspace) -> str:
     return chain
 
 
+COMMAND_FIELDS = ("exit_code", "timed_out", "replayed")
 TURN_EVENTS = {"turn_start", "model_call", "tool_call", "retry", "turn_end", "requeue"}
 
 
@@ -92,7 +93,9 @@ class _Turn:
             "started_at": self.started_at,
             "ended_at": end.get("ts"),
             "tool_calls": [
-                {k: t.get(k) for k in ("tool", "arguments", "result", "error", "duration_ms")} for t in self.tool_calls
+                {k: t.get(k) for k in ("tool", "arguments", "result", "error", "duration_ms")}
+                | {k: t[k] for k in COMMAND_FIELDS if k in t}  # a command tool's run
+                for t in self.tool_calls
             ],
             "retries": [
                 {"attempt": r.get("attempt"), "error": r.get("error"), "delay": r.get("delay")} for r in self.retries

@@ -125,13 +125,20 @@ def register(app: typer.Typer) -> None:
     @app.command("show")
     def show_cmd(name: str, json_out: JsonOpt = False) -> None:
         """Show one agent's definition. Example: agents show researcher --json"""
-        agent, path, text = agents.show(workspace(), name)
+        from letta_cli.app.tools import agent_tools
+
+        ws = workspace()
+        agent, path, text = agents.show(ws, name)
+        custom = agent_tools(ws, agent)
         if json_out:
-            print_json(agent_json(agent, path))
+            print_json({**agent_json(agent, path), "custom_tools": custom})
             return
         console = out()
         console.print(f"# {path}", style="dim")
         console.print(text, markup=False)
+        for tool in custom:
+            where = f" from {tool['source']}" if tool["source"] else ""
+            console.print(f"# tool {tool['name']}{where}: {tool['status']}", style="dim", markup=False)
 
     @app.command("delete")
     def delete_cmd(

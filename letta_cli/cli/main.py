@@ -44,6 +44,7 @@ COMMAND_MODULES = {
     **dict.fromkeys(("import", "export"), "transfer"),
     **dict.fromkeys(("history", "trace", "usage", "status"), "inspect_cmds"),
     "queue": "queue_cmds",
+    "tools": "tools_cmds",
     "demo": "demo_cmd",
 }
 GLOBAL_OPTIONS_WITH_VALUE = {"-w", "--workspace"}

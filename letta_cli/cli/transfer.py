@@ -33,13 +33,22 @@ def register(app: typer.Typer) -> None:
                 "without it they are dropped and this workspace's apply.",
             ),
         ] = False,
+        trust_tools: Annotated[
+            bool,
+            typer.Option(
+                "--trust-tools",
+                help="Run the file's Python tools as command tools (code written to tools.d/, named on stderr); "
+                "without it they are kept disabled, never run.",
+            ),
+        ] = False,
         json_out: JsonOpt = False,
     ) -> None:
         """Import agents, their memory blocks and tool settings from a Letta agent file.
 
         A block used by several agents becomes one shared block.
 
-        Tools we cannot run (custom code, MCP, archival memory) are kept as disabled_tools, never run.
+        Tools we cannot run (custom code, MCP, archival memory) are kept as disabled_tools, never run; with
+        --trust-tools, custom Python tools become command tools whose code is in tools.d/ (docs/tools.md).
 
         Nothing is written unless all of it can be.
 
@@ -54,7 +63,13 @@ def register(app: typer.Typer) -> None:
         from letta_cli.app.agentfile import import_source
 
         result = import_source(
-            workspace(), file, renames=rename, prefix=prefix, with_history=with_history, trust_endpoints=trust_endpoints
+            workspace(),
+            file,
+            renames=rename,
+            prefix=prefix,
+            with_history=with_history,
+            trust_endpoints=trust_endpoints,
+            trust_tools=trust_tools,
         )
         for line in result.plan.warnings:
             warn(f"warning: {line}")

@@ -5,9 +5,10 @@ from __future__ import annotations
 import tomllib
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from letta_cli.core.errors import InvalidFile
+from letta_cli.core.tool_specs import CommandToolSpec, check_tool_table
 
 DEFAULT_MODEL = "gpt-4o-mini"
 
@@ -49,6 +50,9 @@ class WorkspaceConfig(BaseModel):
     api_key_env: str = "OPENAI_API_KEY"
     limits: Limits = Field(default_factory=Limits)
     prices: dict[str, Price] = Field(default_factory=dict)
+    tools: dict[str, CommandToolSpec] = Field(default_factory=dict)  # command tools (docs/tools.md)
+
+    _tool_names = field_validator("tools")(check_tool_table)
 
 
 def load_toml(path: Path) -> dict:

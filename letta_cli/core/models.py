@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from letta_cli.core.config import Limits
 from letta_cli.core.ids import new_id, now
 from letta_cli.core.names import NAME_RULE, is_valid_name, reserved_reason
+from letta_cli.core.tool_specs import CommandToolSpec, check_tool_table
 
 USER = "user"  # the sender name of messages typed in a shell
 
@@ -94,6 +95,7 @@ class AgentDef(BaseModel):
     tags: list[str] = Field(default_factory=list)
     tools: list[str] | None = None  # None: every built-in tool
     disabled_tools: list[str] = Field(default_factory=list)  # imported tools we cannot run
+    command_tools: dict[str, CommandToolSpec] = Field(default_factory=dict)  # offered only if `tools` names them
     tool_rules: ToolRules = Field(default_factory=ToolRules)
     memory: AgentMemory = Field(default_factory=AgentMemory)
     limits: AgentLimits = Field(default_factory=AgentLimits)
@@ -106,6 +108,8 @@ class AgentDef(BaseModel):
         if reason is not None:
             raise ValueError(f"{reason}; rename the agent (its file too)")
         return value
+
+    _tool_names = field_validator("command_tools")(check_tool_table)
 
     @field_validator("tags")
     @classmethod

@@ -14,6 +14,7 @@ from letta_cli.core.models import Message, TurnRecord
 from letta_cli.store import history
 from letta_cli.store.queue import Claimed, MessageQueue
 from letta_cli.store.records import TurnRecords
+from letta_cli.store.tool_results import ToolCalls
 from letta_cli.store.trace import Trace
 from letta_cli.store.workspace import Workspace
 
@@ -57,6 +58,7 @@ class Delivery:
             self.queue.dead_letter(claimed, record.error or "failed")
         else:
             self.queue.ack(claimed)
+        ToolCalls(self.ws).forget(msg.id)  # committed: its command-tool calls will not be replayed
 
     def publish_once(self, message: Message) -> None:
         """Publish a message from a turn, once: a replayed turn re-publishes the same ids, which is a no-op."""

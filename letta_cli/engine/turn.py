@@ -21,6 +21,7 @@ from letta_cli.model.endpoint import Endpoint
 from letta_cli.ports import TurnContext
 from letta_cli.store import history
 from letta_cli.tools.base import Tool
+from letta_cli.tools.command import custom_tools
 from letta_cli.tools.messaging import inbound_text
 from letta_cli.tools.registry import enabled_tools
 
@@ -34,7 +35,7 @@ def entry(ctx: TurnContext, seq: int, role: str, **fields: Any) -> HistoryEntry:
 async def run_turn(ctx: TurnContext, client: ModelClient, endpoint: Endpoint) -> TurnRecord:
     started_at = now()
     agent, limits = ctx.agent, ctx.limits
-    tools = enabled_tools(agent.tools, agent.disabled_tools)
+    tools = enabled_tools(agent.tools, agent.disabled_tools) | custom_tools(ctx.ws, agent)
     schemas = [t.offer(ctx) for t in tools.values()]
     offer_tools = True
     terminal = set(agent.tool_rules.terminal)
@@ -128,6 +129,9 @@ async def run_tool(ctx: TurnContext, tools: dict[str, Tool], name: str, raw_args
         failed = False
     except ToolError as exc:
         output = f"Error: {exc}"
+        extra = getattr(exc, "trace", None)
+    else:
+        extra = getattr(output, "trace", None)  # a command tool's exit code, duration, replayed
     output = clip(output, MAX_RESULT_CHARS, "more chars cut")
     ctx.trace.emit(
         "tool_call",
@@ -139,5 +143,6 @@ async def run_tool(ctx: TurnContext, tools: dict[str, Tool], name: str, raw_args
         result=clip(output, 500),
         error=failed,
         duration_ms=round((time.monotonic() - started) * 1000),
+        **(extra or {}),
     )
     return output, failed

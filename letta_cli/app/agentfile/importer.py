@@ -62,13 +62,20 @@ class ImportResult:
             ],
             "shared_blocks": [b.label for b in plan.shared_blocks],
             "warnings": plan.warnings,
-        }
+        } | self.trusted()
+
+    def trusted(self) -> dict[str, Any]:
+        """With --trust-tools: the command tools each agent got, and the files of their code."""
+        if not self.plan.tool_files:
+            return {}
+        tools = {a.name: list(a.command_tools) for a in self.plan.agents if a.command_tools}
+        return {"command_tools": tools, "tool_files": list(self.plan.tool_files)}
 
 
 def apply_import(ws: Workspace, plan: ImportPlan) -> ImportResult:
     """Write a checked plan: shared blocks, then agent files, then histories; on any failure, undo."""
     store, agents = BlockStore(ws), AgentStore(ws)
-    fresh = [d for d in (ws.agents_dir, ws.state_dir) if not d.exists()]
+    fresh = [d for d in (ws.agents_dir, ws.state_dir, ws.root / "tools.d") if not d.exists()]
     fresh_sub = [d for d in (ws.blocks_dir / "shared", ws.blocks_dir, ws.history_dir) if not d.exists()]
     created: list[Path] = []
     paths: dict[str, Path] = {}
@@ -82,6 +89,11 @@ def apply_import(ws: Workspace, plan: ImportPlan) -> ImportResult:
             finally:  # the block, its change log and its lock file: all new, all ours
                 if folder.is_dir():
                     created += sorted(p for p in set(folder.iterdir()) - before if block.label in p.name)
+        for rel, code in plan.tool_files.items():  # trusted Python tools (--trust-tools)
+            tool_path = ws.root / rel
+            if not tool_path.exists():
+                atomic_write(tool_path, code)
+                created.append(tool_path)
         for agent in plan.agents:
             paths[agent.name] = agents.save(agent)
             created.append(paths[agent.name])
@@ -114,6 +126,7 @@ def import_agent_file(
     prefix: str = "",
     with_history: bool = False,
     trust_endpoints: bool = False,
+    trust_tools: bool = False,
 ) -> ImportResult:
     plan = plan_import(
         ws,
@@ -123,6 +136,7 @@ def import_agent_file(
         prefix=prefix,
         with_history=with_history,
         trust_endpoints=trust_endpoints,
+        trust_tools=trust_tools,
     )
     return apply_import(ws, plan)
 
@@ -135,6 +149,7 @@ def import_source(
     prefix: str = "",
     with_history: bool = False,
     trust_endpoints: bool = False,
+    trust_tools: bool = False,
 ) -> ImportResult:
     """`agents import FILE`: read the file (or stdin for '-'), then plan and apply; renames as OLD=NEW."""
     af = read_source(file)
@@ -146,4 +161,5 @@ def import_source(
         prefix=prefix,
         with_history=with_history,
         trust_endpoints=trust_endpoints,
+        trust_tools=trust_tools,
     )

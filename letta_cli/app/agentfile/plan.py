@@ -25,6 +25,7 @@ from letta_cli.app.agentfile.format import (
 )
 from letta_cli.app.agentfile.messages import to_history
 from letta_cli.app.agentfile.names import agent_names, is_hostile, normalise_name, our_tags, strip_credentials
+from letta_cli.app.agentfile.trusted_tools import ToolTrust
 from letta_cli.core.config import describe_validation
 from letta_cli.core.errors import Conflict, InvalidFile
 from letta_cli.core.models import AgentDef, Block, HistoryEntry, PrivateBlock
@@ -52,11 +53,19 @@ class ImportPlan:
     # our name -> the file's endpoint settings ("base_url https://...", "api_key_env X"): taken, or dropped
     endpoints: dict[str, list[str]] = field(default_factory=dict)
     endpoints_taken: bool = False
+    tool_files: dict[str, str] = field(default_factory=dict)  # trusted Python tools: path -> code (tools.d/)
 
 
 class _Planner:
     def __init__(
-        self, ws: Workspace, af: AgentFile, source: str, renames: dict[str, str], prefix: str, trust_endpoints: bool
+        self,
+        ws: Workspace,
+        af: AgentFile,
+        source: str,
+        renames: dict[str, str],
+        prefix: str,
+        trust_endpoints: bool,
+        trust_tools: bool = False,
     ):
         self.ws, self.af, self.source = ws, af, source
         self.renames, self.prefix = renames, prefix
@@ -65,6 +74,7 @@ class _Planner:
         self.tools = self._index(af.tools or [], "tool")
         self._index(af.agents, "agent")
         self.builtins = set(builtin_tools())
+        self.trust = ToolTrust(ws.root, source, trust_tools)
 
     def fail(self, message: str) -> InvalidFile:
         return InvalidFile(f"{self.source}: {message}")
@@ -168,34 +178,42 @@ class _Planner:
 
     # --- tools, rules, model ---------------------------------------------------------------------------
 
-    def tool_names(self, a: AfAgent) -> tuple[list[str], list[str], list[str]]:
-        """(ours, disabled, descriptions of the disabled for the warning)"""
+    def tool_names(self, a: AfAgent, agent: str) -> tuple[list[str], list[str], list[str], dict[str, Any]]:
+        """(ours, disabled, descriptions of the disabled for the warning, command tools from trusted code)"""
         ours: list[str] = []
         disabled: list[str] = []
         why: list[str] = []
-        entries: list[tuple[str, str | None]] = []
+        commands: dict[str, Any] = {}
+        entries: list[tuple[str, str | None, Any]] = []
         for tool_id in a.tool_ids or []:
             if tool_id not in self.tools:
                 raise self.fail(f"agent {a.name!r} lists tool {tool_id!r}, which is not in the file")
-            entries.append((self.tools[tool_id].name, self.tools[tool_id].tool_type))
-        entries += [(n, None) for n in a.tools or []]
-        for name, tool_type in entries:
+            entries.append((self.tools[tool_id].name, self.tools[tool_id].tool_type, self.tools[tool_id]))
+        entries += [(n, None, None) for n in a.tools or []]
+        for name, tool_type, tool in entries:
             foreign = tool_type is not None and not tool_type.startswith("letta_")
             if name in self.builtins and not foreign:
                 if name not in ours:
                     ours.append(name)
+                continue
+            foreign_code = tool_type is not None and tool_type.startswith(("custom", "external"))
+            made = self.trust.take(tool, agent) if foreign_code and name not in self.builtins else None
+            if made is not None and not isinstance(made, str):
+                if name not in ours:
+                    ours.append(name)
+                commands[name] = made.spec
             elif name not in disabled:
                 disabled.append(name)
-                foreign_code = tool_type is not None and tool_type.startswith(("custom", "external"))
-                why.append(f"{name} ({tool_type})" if foreign_code else name)
-        return ours, disabled, why
+                why.append(made if isinstance(made, str) else f"{name} ({tool_type})" if foreign_code else name)
+        return ours, disabled, why, commands
 
     def tool_rules(self, a: AfAgent, name: str, disabled: list[str]) -> dict:
         first: str | None = None
         terminal: list[str] = []
         dropped: list[str] = []
         for rule in a.tool_rules or []:
-            runnable = rule.tool_name in self.builtins and rule.tool_name not in disabled
+            known = rule.tool_name in self.builtins or rule.tool_name in self.trust.names
+            runnable = known and rule.tool_name not in disabled
             if rule.type in RULE_FIRST and runnable and first is None:
                 first = rule.tool_name
             elif rule.type in RULE_TERMINAL and runnable:
@@ -252,7 +270,7 @@ class _Planner:
         shared: dict[str, tuple[str, Block]] = {}
         for a, name in zip(self.af.agents, names, strict=True):
             ext = self.extension(a)
-            ours, disabled, why = self.tool_names(a)
+            ours, disabled, why, commands = self.tool_names(a, name)
             if why:
                 plan.disabled[name] = why
             tools: list[str] | None = ours
@@ -265,6 +283,7 @@ class _Planner:
                 "tools": tools,
                 "disabled_tools": list(dict.fromkeys(ext.disabled_tools + disabled)),
                 "tool_rules": self.tool_rules(a, name, disabled),
+                "command_tools": commands,
                 "memory": self.memory(a, name, shared_ids, shared),
                 **self.model(a, name, ext),
             }
@@ -295,7 +314,11 @@ class _Planner:
             )
         if plan.disabled:
             listed = "; ".join(f"{name}: {', '.join(why)}" for name, why in plan.disabled.items())
-            plan.warnings.insert(0, f"tools that cannot run here are kept as disabled_tools, never run: {listed}")
+            hint = "; to run their Python code, import with --trust-tools" if self.trust.untrusted else ""
+            plan.warnings.insert(0, f"tools that cannot run here are kept as disabled_tools, never run: {listed}{hint}")
+        if self.trust.warning():
+            plan.warnings.insert(0, str(self.trust.warning()))
+        plan.tool_files = self.trust.files
         left = [f"{len(v)} {k}" for k in ("groups", "files", "sources", "mcp_servers") if (v := getattr(self.af, k))]
         if left:
             plan.warnings.append(f"not imported (no equivalent here): {', '.join(left)}")
@@ -355,9 +378,11 @@ def plan_import(
     prefix: str = "",
     with_history: bool = False,
     trust_endpoints: bool = False,
+    trust_tools: bool = False,
 ) -> ImportPlan:
     """Map the file to our definitions, blocks and history lines and check them; writes nothing. The file's
-    endpoints and key variables are taken only with trust_endpoints (and listed in a warning either way)."""
+    endpoints and key variables are taken only with trust_endpoints (and listed in a warning either way), its
+    Python tools only with trust_tools (then they run as command tools: app/agentfile/trusted_tools.py)."""
     if not af.agents:
         raise InvalidFile(f"{source}: the file holds no agents")
-    return _Planner(ws, af, source, renames or {}, prefix, trust_endpoints).build(with_history)
+    return _Planner(ws, af, source, renames or {}, prefix, trust_endpoints, trust_tools).build(with_history)
