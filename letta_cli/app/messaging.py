@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import signal
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Literal
 
-from letta_cli.core.errors import Conflict, NotFound, StorageError, UsageError, WaitTimeout
+from letta_cli.core.errors import Conflict, Interrupted, NotFound, StorageError, UsageError, WaitTimeout
 from letta_cli.core.ids import new_id
 from letta_cli.core.models import USER, Message, MessageKind, TurnRecord
 from letta_cli.engine.scheduler import Mode, Scheduler
@@ -92,9 +93,12 @@ def run_scheduler(
     until: set[str] | None = None,
     deadline: float | None = None,
     on_event: Listener | None = None,
+    *,
+    interruptible: bool = False,
 ) -> int:
     """Hold the scheduler lock and serve. Raises Conflict if another scheduler runs.
-    `on_event` sees every trace event this process emits while serving."""
+    `on_event` sees every trace event this process emits while serving. With `interruptible` (a waiting
+    command), a SIGINT or SIGTERM that stops the serving raises Interrupted: the messages stay queued."""
     with scheduler_lock.hold(ws) as got:
         if not got:
             pid = scheduler_lock.holder_pid(ws)
@@ -103,7 +107,11 @@ def run_scheduler(
         scheduler.deadline = deadline
         if on_event is not None:
             scheduler.trace = Trace(ws.trace_path, listener=on_event)
-        return asyncio.run(scheduler.serve())
+        handled = asyncio.run(scheduler.serve())
+        if interruptible and scheduler.signalled is not None:
+            name = signal.Signals(scheduler.signalled).name
+            raise Interrupted(scheduler.signalled, f"stopped by {name}; unanswered messages stay queued")
+        return handled
 
 
 def wait(
@@ -130,7 +138,7 @@ def wait(
             )
         if serve:
             try:
-                run_scheduler(ws, "until", set(message_ids), deadline, on_event)
+                run_scheduler(ws, "until", set(message_ids), deadline, on_event, interruptible=True)
                 continue
             except Conflict:
                 pass  # someone else serves; just wait, and take over if they stop before we are answered

@@ -38,6 +38,10 @@ class ModelClient:
         self.retries = retries
         self._clients: dict[tuple[str | None, str], AsyncOpenAI] = {}
 
+    def prepare(self, endpoint: Endpoint) -> None:
+        """Import the SDK and build the endpoint's client now (the import takes most of a second)."""
+        self._client(endpoint)
+
     def _client(self, endpoint: Endpoint) -> AsyncOpenAI:
         key = (endpoint.base_url, endpoint.api_key)
         if key not in self._clients:
