@@ -18,7 +18,15 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Literal
 
-from letta_cli.core.errors import Conflict, Interrupted, NotFound, StorageError, UsageError, WaitTimeout
+from letta_cli.core.errors import (
+    Conflict,
+    Interrupted,
+    InvalidFile,
+    NotFound,
+    StorageError,
+    UsageError,
+    WaitTimeout,
+)
 from letta_cli.core.ids import new_id
 from letta_cli.core.models import USER, Message, MessageKind, TurnRecord
 from letta_cli.engine.scheduler import Mode, Scheduler
@@ -244,7 +252,11 @@ def broadcast_targets(ws: Workspace, tags: list[str], sender: str = USER) -> lis
     """The agents having every tag, but the sender. UsageError without tags, NotFound without agents."""
     if not tags:
         raise UsageError("no tags: give at least one tag")
-    names = [a.name for a in AgentStore(ws).matching(tags).agents if a.name != sender]
+    report = AgentStore(ws).matching(tags)
+    if report.errors:  # a broken file may be one of the targets: send to none rather than to some, silently
+        more = f" (and {len(report.errors) - 1} more)" if len(report.errors) > 1 else ""
+        raise InvalidFile(f"{report.errors[0]}{more}; fix it before broadcasting (nothing was sent)")
+    names = [a.name for a in report.agents if a.name != sender]
     if not names:
         raise NotFound(f"no agent has all of the tags {', '.join(tags)}")
     return names

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import stat
 import tomllib
 from pathlib import Path
 
@@ -61,7 +63,7 @@ class WorkspaceConfig(BaseModel):
 def load_toml(path: Path) -> dict:
     """Parse a TOML file, naming the file (and line) on any error."""
     try:
-        text = path.read_text(encoding="utf-8")
+        text = read_regular(path).decode("utf-8")
     except UnicodeDecodeError:
         raise InvalidFile(f"{path}: not UTF-8 text") from None
     try:
@@ -70,6 +72,18 @@ def load_toml(path: Path) -> dict:
         raise InvalidFile(f"{path}: invalid TOML: {exc}") from None
     except RecursionError:
         raise InvalidFile(f"{path}: invalid TOML: nested too deeply") from None
+
+
+def read_regular(path: Path) -> bytes:
+    """A file's bytes; InvalidFile if it is not a regular file (a FIFO would block the read for ever)."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise InvalidFile(f"{path}: not a regular file")
+        with os.fdopen(os.dup(fd), "rb") as fh:
+            return fh.read()
+    finally:
+        os.close(fd)
 
 
 def describe_validation(path: Path | str, exc: ValidationError) -> str:

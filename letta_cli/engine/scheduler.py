@@ -200,7 +200,7 @@ class Scheduler:
                 await loop.run_in_executor(self._io, self.queue.dead_letter, claimed, reason)
                 return
             record = self._final(msg, "dead", reason, claimed.attempts)
-            await loop.run_in_executor(self._io, self.delivery.commit, record)
+            await loop.run_in_executor(self._io, self.records.commit, record)
             await loop.run_in_executor(self._io, self.delivery.apply, record, claimed)
             self.replies.delivered(record)
         except Exception as again:
