@@ -4,6 +4,11 @@ with SIGKILL at random times, restarted, for N cycles; then a final drain, and t
 
     python tools/soak.py 300                 # 300 cycles (about 8 minutes on 2 cores)
     python tools/soak.py 15 --json           # the CI variant (tests/test_soak.py)
+    python tools/soak.py 75 --storm          # a restart storm: each scheduler killed 0.2-0.9 s into serving
+
+With --storm most kills land while the scheduler's first turns are still starting (importing the model SDK
+takes most of a second on 2 cores), the rest mid-turn. max_attempts is the default (5): a restart must never
+use up a message's attempts, so `dead_restarts` (dead letters saying the process died during them) must be 0.
 
 Every message whose `agents send` exited 0 must be handled exactly once (one user entry with its text in the
 receiver's history) or be in dead/ with a reason. A send that was killed may or may not have queued its
@@ -41,7 +46,7 @@ model = "fake-model"
 retry_backoff = 0.05
 model_retries = 1
 model_timeout = 5
-max_attempts = 50
+max_attempts = {max_attempts}
 """
 
 
@@ -63,8 +68,12 @@ def model(rng: random.Random):
 
 
 class Soak:
-    def __init__(self, root: Path, cycles: int, producers: int, seed: int, verbose: bool):
+    def __init__(
+        self, root: Path, cycles: int, producers: int, seed: int, verbose: bool, storm: bool = False, attempts: int = 5
+    ):
         self.root = root
+        self.storm = storm
+        self.attempts = attempts
         self.cycles = cycles
         self.producers = producers
         self.rng = random.Random(seed)
@@ -126,7 +135,7 @@ class Soak:
 
     def setup(self) -> None:
         self.root.mkdir(parents=True, exist_ok=True)
-        (self.root / "agents.toml").write_text(CONFIG)
+        (self.root / "agents.toml").write_text(CONFIG.format(max_attempts=self.attempts))
         for name in AGENTS:
             write_agent(self.root, name)
         self.llm.default = model(random.Random(self.rng.random()))
@@ -143,7 +152,8 @@ class Soak:
         while not self.serving() and self.scheduler.poll() is None and time.monotonic() < deadline:
             self.keep_producing()
             time.sleep(0.01)
-        kill_at = time.monotonic() + self.rng.uniform(0.0, 0.6)
+        # a storm kills 0.2-0.9 s into serving: mostly while the first turns still load the model SDK
+        kill_at = time.monotonic() + (self.rng.uniform(0.2, 0.9) if self.storm else self.rng.uniform(0.0, 0.6))
         while time.monotonic() < kill_at:
             self.keep_producing()
             time.sleep(0.01)
@@ -191,12 +201,14 @@ class Soak:
                 else:
                     seen[content] += 1
         dead_bodies = set()
+        dead_restarts = 0
         dead_dir = self.root / ".agents" / "queue" / "dead"
         for path in dead_dir.glob("*.json") if dead_dir.exists() else []:
             if path.name.endswith(".error.json"):
                 continue
             body = json.loads(path.read_text())["body"]
             reason = json.loads(path.with_name(path.stem + ".error.json").read_text()).get("error")
+            dead_restarts += bool(reason and "the process died" in reason)
             if reason:
                 dead_bodies.add(body.rsplit("relay ", 1)[-1] if "relay " in body else body)
         lost = [b for b in self.sent if seen[b] == 0 and b not in dead_bodies]
@@ -223,6 +235,7 @@ class Soak:
             "lost": len(lost),
             "duplicated": len(duplicated),
             "dead": len(dead_bodies),
+            "dead_restarts": dead_restarts,
             "relayed": sum(1 for n in relays.values() if n >= 1),
             "relay_lost": len(relay_lost),
             "relay_duplicated": len(relay_dup),
@@ -259,10 +272,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workspace", type=Path, default=None, help="where to run (default: a temp folder)")
     parser.add_argument("--json", action="store_true", help="print the figures as JSON")
     parser.add_argument("-v", "--verbose", action="store_true", help="a line per cycle on stderr")
+    parser.add_argument("--storm", action="store_true", help="kill each scheduler 0.2-0.9 s into serving")
+    parser.add_argument("--max-attempts", type=int, default=5, help="limits.max_attempts (default 5)")
     args = parser.parse_args(argv)
     seed = args.seed if args.seed is not None else int(time.time())
     root = args.workspace or Path(tempfile.mkdtemp(prefix="letta-soak-")) / "ws"
-    figures = Soak(root, args.cycles, args.producers, seed, args.verbose).run()
+    figures = Soak(root, args.cycles, args.producers, seed, args.verbose, args.storm, args.max_attempts).run()
     figures["seed"] = seed
     figures["workspace"] = str(root)
     if args.json:
@@ -271,6 +286,7 @@ def main(argv: list[str] | None = None) -> int:
         for key, value in figures.items():
             print(f"{key:>20}: {value}")
     ok = figures["lost"] == 0 and figures["duplicated"] == 0 and figures["relay_lost"] == 0
+    ok = ok and figures["dead_restarts"] == 0
     ok = (
         ok
         and figures["relay_duplicated"] == 0
