@@ -415,8 +415,9 @@ def test_history_round_trip(offline_cli: CLI, ws: Path, tmp_path: Path):
         for line in (target / ".agents" / "history" / "old-talker.jsonl").read_text().splitlines()
     ]
     want = [HistoryEntry.model_validate_json(line) for line in lines]
-    strip = lambda e: (e.role, e.content, e.tool_calls, e.tool_call_id, e.seq)  # noqa: E731
+    strip = lambda e: (e.role, e.content or "", e.tool_calls, e.tool_call_id, e.seq)  # noqa: E731
     assert [strip(e) for e in got] == [strip(e) for e in want]
+    assert all(e.content is not None for e in got)  # issue 15: "" not null (llama.cpp refuses null content)
     # one turn per user message, seq restarting at 0: history.window() keeps whole turns
     assert len({e.turn_id for e in got}) == 2 and got[0].turn_id != got[4].turn_id
     assert got[0].sender == "user"

@@ -249,7 +249,8 @@ class HistoryEntry(BaseModel):
     created_at: datetime = Field(default_factory=now)
 
     def to_chat(self) -> dict[str, Any]:
-        msg: dict[str, Any] = {"role": self.role, "content": self.content}
+        # never null: llama.cpp-style servers (the embedded model's too) refuse a message whose content is null
+        msg: dict[str, Any] = {"role": self.role, "content": self.content or ""}
         if self.tool_calls:
             msg["tool_calls"] = self.tool_calls
         if self.role == "tool":

@@ -42,7 +42,7 @@ def to_history(a: AfAgent, max_chars: int, source: str) -> tuple[list[HistoryEnt
                 turn_id=turn_id,
                 seq=seq,
                 role=m.role,
-                content=content,
+                content=content or "",  # "" not null: an assistant turn of only tool calls has no text
                 tool_calls=calls,
                 tool_call_id=m.tool_call_id if m.role == "tool" else None,
                 name=m.name,
