@@ -36,6 +36,7 @@ from letta_cli.engine.turn import run_turn
 from letta_cli.model.client import ModelClient
 from letta_cli.model.endpoint import resolve_endpoint
 from letta_cli.ports import TurnContext
+from letta_cli.store import staging
 from letta_cli.store.agents import AgentStore
 from letta_cli.store.queue import Claimed, open_queue, sweep_temp_files
 from letta_cli.store.records import TurnRecords
@@ -91,6 +92,7 @@ class Scheduler:
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.add_signal_handler(sig, self._on_signal, sig)
         self.queue.recover()
+        staging.recover(self.ws)  # an import killed after its commit point is completed, one before it dropped
         sweep_temp_files(self.ws.state_dir)
         try:
             while not self._stopping:

@@ -202,10 +202,15 @@ class BlockStore:
         return block
 
     def _store_new(self, block: Block, *, actor: str) -> None:
-        path = self.path(block.label, block.owner)
-        atomic_write(path, _dump(block))
+        [(path, data), (log, line)] = self.new_files(block, actor=actor)
+        atomic_write(path, data)
+        append_line(log, line)
+
+    def new_files(self, block: Block, *, actor: str) -> list[tuple[Path, str]]:
+        """What a new block is on disk: its file and its change log's first line (an import stages them)."""
         entry = BlockEdit(actor=actor, tool="create", before=0, after=len(block.value), revision=block.revision)
-        append_line(self.log_path(block.label, block.owner), entry.model_dump_json())
+        log = self.log_path(block.label, block.owner)
+        return [(self.path(block.label, block.owner), _dump(block)), (log, entry.model_dump_json() + "\n")]
 
     def edit(
         self,

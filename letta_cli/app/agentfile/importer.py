@@ -1,10 +1,11 @@
-"""Import, step two: read the file, then write a checked plan (shared blocks, agent files, histories),
-undoing every write if one fails, so the workspace is left as it was."""
+"""Import, step two: read the file, then write a checked plan (shared blocks, agent files, histories) as one
+staged change (store/staging): all of it appears, or none of it, even across a kill -9; running the same
+import again after a kill finishes the interrupted one instead of refusing it."""
 
 from __future__ import annotations
 
-import contextlib
-import shutil
+import hashlib
+import json
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,10 +14,12 @@ from typing import Any
 from letta_cli.app.agentfile.format import MAX_FILE_BYTES, AgentFile, parse_agent_file
 from letta_cli.app.agentfile.names import parse_renames
 from letta_cli.app.agentfile.plan import ImportPlan, plan_import
-from letta_cli.core.errors import Conflict, UsageError
-from letta_cli.store.agents import AgentStore
+from letta_cli.core.errors import UsageError
+from letta_cli.core.models import AgentDef, Block
+from letta_cli.store import staging
+from letta_cli.store.agents import AgentStore, dump_agent
 from letta_cli.store.blocks import BlockStore
-from letta_cli.store.fsio import atomic_write
+from letta_cli.store.staging import Staged
 from letta_cli.store.workspace import Workspace
 
 STDIN = "-"
@@ -43,8 +46,11 @@ def source_name(file: str) -> str:
 class ImportResult:
     plan: ImportPlan
     paths: dict[str, Path]
+    recorded: dict[str, Any] | None = None  # what to_json said when an interrupted import was staged
 
     def to_json(self) -> dict[str, Any]:
+        if self.recorded is not None:
+            return self.recorded
         plan = self.plan
         return {
             "agents": [
@@ -71,50 +77,57 @@ class ImportResult:
         tools = {a.name: list(a.command_tools) for a in self.plan.agents if a.command_tools}
         return {"command_tools": tools, "tool_files": list(self.plan.tool_files)}
 
+    def record(self) -> dict[str, Any]:
+        """What the staged change keeps, so a re-run after a kill can report this import."""
+        plan = self.plan
+        return {
+            "json": self.to_json(),
+            "agents": [a.model_dump(mode="json") for a in plan.agents],
+            "origin": plan.origin,
+            "shared_blocks": [b.model_dump(mode="json") for b in plan.shared_blocks],
+            "warnings": plan.warnings,
+            "paths": {name: str(path) for name, path in self.paths.items()},
+        }
 
-def apply_import(ws: Workspace, plan: ImportPlan) -> ImportResult:
-    """Write a checked plan: shared blocks, then agent files, then histories; on any failure, undo."""
-    store, agents = BlockStore(ws), AgentStore(ws)
-    fresh = [d for d in (ws.agents_dir, ws.state_dir, ws.root / "tools.d") if not d.exists()]
-    fresh_sub = [d for d in (ws.blocks_dir / "shared", ws.blocks_dir, ws.history_dir) if not d.exists()]
-    created: list[Path] = []
-    paths: dict[str, Path] = {}
+    @classmethod
+    def recall(cls, data: dict[str, Any]) -> ImportResult:
+        plan = ImportPlan(
+            agents=[AgentDef.model_validate(a) for a in data["agents"]],
+            origin=data["origin"],
+            shared_blocks=[Block.model_validate(b) for b in data["shared_blocks"]],
+            warnings=data["warnings"],
+        )
+        return cls(plan, {name: Path(p) for name, p in data["paths"].items()}, data["json"])
+
+
+def apply_import(ws: Workspace, plan: ImportPlan, key: str = "") -> ImportResult:
+    """Write a checked plan as one staged change: shared blocks, tool files, agent files, histories."""
+    blocks = BlockStore(ws)
+    staged = Staged(ws, key)
     try:
-        ws.ensure_state()
         for block in plan.shared_blocks:
-            folder = store.path(block.label).parent
-            before = set(folder.iterdir()) if folder.is_dir() else set()
-            try:
-                store.create(block, actor="import")
-            finally:  # the block, its change log and its lock file: all new, all ours
-                if folder.is_dir():
-                    created += sorted(p for p in set(folder.iterdir()) - before if block.label in p.name)
+            for path, data in blocks.new_files(block, actor="import"):
+                staged.add(path, data)
         for rel, code in plan.tool_files.items():  # trusted Python tools (--trust-tools)
-            tool_path = ws.root / rel
-            if not tool_path.exists():
-                atomic_write(tool_path, code)
-                created.append(tool_path)
+            if not (ws.root / rel).exists():
+                staged.add(ws.root / rel, code)
+        paths = {agent.name: ws.agent_file(agent.name) for agent in plan.agents}
         for agent in plan.agents:
-            paths[agent.name] = agents.save(agent)
-            created.append(paths[agent.name])
+            staged.add(paths[agent.name], dump_agent(agent))
         for name, entries in plan.histories.items():
-            path = ws.history_file(name)
-            if path.exists():
-                raise Conflict(f"agent {name!r} got a history while importing; nothing imported")
-            lines = "".join(e.model_dump_json(exclude_none=True) + "\n" for e in entries)
-            atomic_write(path, lines)
-            created.append(path)
+            staged.add(ws.history_file(name), "".join(e.model_dump_json(exclude_none=True) + "\n" for e in entries))
+        result = ImportResult(plan, paths)
     except BaseException:
-        for path in reversed(created):
-            with contextlib.suppress(OSError):
-                path.unlink()
-        for folder in fresh_sub:
-            with contextlib.suppress(OSError):
-                folder.rmdir()
-        for folder in fresh:  # did not exist before this import: all inside is ours
-            shutil.rmtree(folder, ignore_errors=True)
+        staged.abort()  # nothing staged is visible yet
         raise
-    return ImportResult(plan, paths)
+    staged.commit(result.record())  # all or nothing: it aborts itself before its commit point
+    return result
+
+
+def import_key(af: AgentFile, options: dict[str, Any]) -> str:
+    """Names one import (the file and how it is imported): a re-run after a kill has the same key."""
+    data = json.dumps([af.model_dump(mode="json", warnings=False), options], sort_keys=True, default=str).encode()
+    return hashlib.sha256(data).hexdigest()
 
 
 def import_agent_file(
@@ -128,17 +141,23 @@ def import_agent_file(
     trust_endpoints: bool = False,
     trust_tools: bool = False,
 ) -> ImportResult:
-    plan = plan_import(
-        ws,
-        af,
-        source=source,
-        renames=renames,
-        prefix=prefix,
-        with_history=with_history,
-        trust_endpoints=trust_endpoints,
-        trust_tools=trust_tools,
-    )
-    return apply_import(ws, plan)
+    options = {"renames": renames, "prefix": prefix, "history": with_history}
+    key = import_key(af, options | {"endpoints": trust_endpoints, "tools": trust_tools})
+    with AgentStore(ws).locked():  # no agent is created under our names between the plan and the commit
+        interrupted = staging.recover(ws, key)
+        if interrupted is not None:  # this very import was killed after its commit point: now it is complete
+            return ImportResult.recall(interrupted)
+        plan = plan_import(
+            ws,
+            af,
+            source=source,
+            renames=renames,
+            prefix=prefix,
+            with_history=with_history,
+            trust_endpoints=trust_endpoints,
+            trust_tools=trust_tools,
+        )
+        return apply_import(ws, plan, key)
 
 
 def import_source(
