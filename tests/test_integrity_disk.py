@@ -67,3 +67,26 @@ def test_a_full_disk_never_tears_a_history_line(cli: CLI, ws: Path, llm):
     assert [e["content"] for e in full if e["role"] == "user"] == [FIRST]  # the half-written turn is cut back off
     final = lines_of(ws / "final.jsonl")
     assert [e["content"] for e in final if e["role"] == "user"] == [FIRST, SECOND, "third"]
+
+
+RO_SCRIPT = """
+set -u
+mount --bind "$WS/agents.d" "$WS/agents.d" && mount -o remount,bind,ro "$WS/agents.d" || exit 99
+$AGENTS delete bob --yes 2>"$WS/delete.err"; echo "delete=$?"
+$AGENTS tag bob --add x 2>"$WS/tag.err"; echo "tag=$?"
+"""
+
+
+def test_a_read_only_agents_folder_is_one_line_not_an_internal_error(offline_cli: CLI, ws: Path):
+    prefix = namespace()
+    if prefix is None:
+        pytest.skip("cannot mount here (no mount namespace)")
+    write_agent(ws, "bob")
+    env = {**offline_cli.env, "WS": str(ws), "AGENTS": shlex.join(offline_cli.argv())}
+    proc = subprocess.run([*prefix, "sh", "-c", RO_SCRIPT], env=env, capture_output=True, text=True, timeout=120)
+    codes = dict(line.split("=") for line in proc.stdout.split())
+    assert codes == {"delete": "8", "tag": "8"}, (proc.stdout, proc.stderr)
+    for name in ("delete.err", "tag.err"):
+        err = (ws / name).read_text().strip()
+        assert err.startswith("agents: error: ") and "Read-only file system" in err and "\n" not in err, err
+    assert (ws / "agents.d" / "bob.toml").exists()

@@ -71,3 +71,31 @@ def test_the_scheduler_completes_an_import_killed_after_its_commit_point(cli: CL
     for path in (ws / "agents.d").glob("*.toml"):
         assert path.read_text().startswith("version = 1")
     assert json.loads((ws / ".agents" / "blocks" / "shared" / want["blocks"][0]).read_text())["revision"] == 0
+
+
+def test_imported_history_with_empty_assistant_content_is_sent_as_text(cli: CLI, ws: Path, tmp_path: Path, llm):
+    from tests.fakellm import text
+    from tests.test_agentfile import agent, doc
+
+    messages = [
+        {"role": "user", "content": [{"type": "text", "text": "hi"}]},
+        {
+            "role": "assistant",
+            "content": None,
+            "tool_calls": [
+                {"id": "c1", "type": "function", "function": {"name": "send_message", "arguments": '{"message": "yo"}'}}
+            ],
+        },
+        {"role": "tool", "content": None, "tool_call_id": "c1", "tool_returns": [{"func_response": "sent"}]},
+        {"role": "assistant", "content": []},
+    ]
+    data = doc([agent("agent-0", "talker", messages=messages)])
+    path = tmp_path / "talker.af"
+    path.write_text(json.dumps(data))
+    cli.ok("import", str(path), "--with-history")
+    stored = [json.loads(line) for line in (ws / ".agents" / "history" / "talker.jsonl").read_text().splitlines()]
+    assert [e.get("content") for e in stored] == ["hi", "", "sent", ""]  # "" not null
+    llm.default = lambda body: text("ok")
+    assert cli("send", "talker", "again").code == 0
+    [request] = llm.requests
+    assert all(isinstance(m["content"], str) for m in request["messages"]), request["messages"]
