@@ -1,5 +1,6 @@
 """The random-kill soak (tools/soak.py), short: producers and the scheduler SIGKILLed at random times for 15
-cycles, then a final drain. Nothing whose send exited 0 is lost, nothing is handled twice."""
+cycles, then a final drain. Nothing whose send exited 0 is lost, nothing is handled twice, and (max_attempts
+at its default of 5) no message is dead-lettered for the restarts."""
 
 import json
 import subprocess
@@ -25,6 +26,7 @@ def test_short_random_kill_soak(tmp_path):
     )
     figures = json.loads(proc.stdout)
     assert figures["lost"] == 0 and figures["duplicated"] == 0, figures
+    assert figures["dead_restarts"] == 0, figures  # issue 15: restarts never use up a message's attempts
     assert figures["relay_lost"] == 0 and figures["relay_duplicated"] == 0, figures
     assert figures["state_intact"] == "yes", figures["state_intact"]
     assert figures["final_drain_exit"] == 0
