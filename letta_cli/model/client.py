@@ -91,10 +91,13 @@ class ModelClient:
 def _reply(response: Any) -> tuple[str | None, list[dict[str, Any]]]:
     """The text and tool calls of a response; a response of the wrong shape is a ModelFailure (the SDK does not
     validate what a compatible server sends)."""
-    if not getattr(response, "choices", None):
+    choices = getattr(response, "choices", None)
+    if not choices:
         raise ModelFailure("the model returned no choices")
-    message = getattr(response.choices[0], "message", None)
-    if message is None:
+    if not isinstance(choices, list):
+        raise ModelFailure(f"the model's choices are not a list (got {type(choices).__name__})")
+    message = getattr(choices[0], "message", None)
+    if message is None or isinstance(message, str | int | float | list | dict):
         raise ModelFailure("the model's response has no message")
     content = getattr(message, "content", None)
     if content is not None and not isinstance(content, str):
