@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 from letta_cli.core.errors import Conflict, NotFound, StorageError, UsageError, WaitTimeout
 from letta_cli.core.ids import new_id
@@ -81,7 +81,7 @@ def publish(
     return messages
 
 
-def queued(messages: list[Message]) -> list[dict]:
+def queued(messages: list[Message]) -> list[dict[str, Any]]:
     """What a command that does not wait reports: each message id, and where it went."""
     return [{"agent": m.recipient, "message_id": m.id, "status": "queued"} for m in messages]
 
@@ -162,7 +162,7 @@ class SendResult:
         """One line saying why the turn did not answer, or None."""
         return None if self.ok else f"{self.message.recipient}: {self.record.status}: {self.record.error}"
 
-    def as_json(self) -> dict:
+    def as_json(self) -> dict[str, Any]:
         usage = self.record.usage
         return {
             "message_id": self.message.id,
@@ -228,7 +228,7 @@ class BroadcastResult:
             return "timeout"
         return "failed" if any(r.error is not None for r in self.replies) else "answered"
 
-    def rows(self) -> list[dict]:
+    def rows(self) -> list[dict[str, Any]]:
         return [{"agent": r.agent, "reply": r.reply, "error": r.error} for r in self.replies]
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import tomllib
 from pathlib import Path
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -55,7 +56,7 @@ class WorkspaceConfig(BaseModel):
     _tool_names = field_validator("tools")(check_tool_table)
 
 
-def load_toml(path: Path) -> dict:
+def load_toml(path: Path) -> dict[str, Any]:
     """Parse a TOML file, naming the file (and line) on any error."""
     try:
         text = path.read_text(encoding="utf-8")

@@ -61,7 +61,7 @@ class Scheduler:
         self.budgets = Budgets(self.limits)
         self.delivery = Delivery(ws, self.queue, self.records, Trace(ws.trace_path))
         self.replies = Replies(self.records, self._publish_requests)
-        self.busy: dict[str, asyncio.Task] = {}  # agent -> its running turn
+        self.busy: dict[str, asyncio.Task[None]] = {}  # agent -> its running turn
         self.handled = 0
         self.deadline: float | None = None  # monotonic time at which to stop (a waiting `send`'s timeout)
         self.fatal: BaseException | None = None

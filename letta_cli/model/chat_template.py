@@ -34,7 +34,7 @@ def text_of(content: Any) -> str:
     return str(content)
 
 
-def describe_tools(tools: list[dict]) -> str:
+def describe_tools(tools: list[dict[str, Any]]) -> str:
     """The tools section: one compact JSON line per function (name, description, parameters)."""
     lines = [TOOLS_HEADER]
     for tool in tools:
@@ -44,7 +44,7 @@ def describe_tools(tools: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def parameters(fn: dict) -> dict:
+def parameters(fn: dict[str, Any]) -> dict[str, Any]:
     params = fn.get("parameters")
     return params if isinstance(params, dict) and params else {"type": "object", "properties": {}}
 
@@ -65,7 +65,7 @@ def call_prefix(name: str) -> str:
     return f'{CALL_OPEN}{{"name": {json.dumps(name, ensure_ascii=False)}, "arguments": '
 
 
-def render_message(message: dict, tools_section: str | None) -> str:
+def render_message(message: dict[str, Any], tools_section: str | None) -> str:
     role = str(message.get("role", "user"))
     text = text_of(message.get("content"))
     if role == "system" and tools_section:
@@ -80,7 +80,7 @@ def render_message(message: dict, tools_section: str | None) -> str:
     return f"{START}{role}\n{text}{END}\n"
 
 
-def render_prompt(messages: list[dict], tools: list[dict] | None, forced: str | None = None) -> str:
+def render_prompt(messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None, forced: str | None = None) -> str:
     """The whole prompt, ending where the assistant's answer (or the forced call's arguments) begins.
 
     The tools open the first system message (one is added in front if there is none), even when tool_choice

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from letta_cli.core.errors import ModelFailure
 from letta_cli.core.models import Usage
-from letta_cli.core.secrets import redact  # also engine/retry.py's redactor, by this name
+from letta_cli.core.secrets import redact
 from letta_cli.model.endpoint import Endpoint, NoEndpoint
 
 if TYPE_CHECKING:
@@ -51,9 +51,9 @@ class ModelClient:
     async def complete(
         self,
         endpoint: Endpoint,
-        messages: list[dict],
-        tools: list[dict],
-        tool_choice: str | dict | None = None,
+        messages: list[dict[str, Any]],
+        tools: list[dict[str, Any]],
+        tool_choice: str | dict[str, Any] | None = None,
         temperature: float | None = None,
         max_tokens: int | None = None,
     ) -> Completion:

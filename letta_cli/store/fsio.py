@@ -20,6 +20,7 @@ import secrets
 import stat
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 from letta_cli.core.errors import StorageError
 from letta_cli.core.faults import crashpoint, failpoint
@@ -183,7 +184,7 @@ def append_line(path: Path, line: str, *, sync: bool = True) -> None:
             os.close(fd)
 
 
-def read_json_lines(path: Path) -> Iterator[dict]:
+def read_json_lines(path: Path) -> Iterator[dict[str, Any]]:
     """Yield each valid JSON object line; a torn last line (crash mid-append) is skipped."""
     try:
         with open(path, "rb") as fh:

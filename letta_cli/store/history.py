@@ -12,6 +12,7 @@ import os
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from pydantic import ValidationError
 
@@ -21,7 +22,7 @@ from letta_cli.store.fsio import append_line
 TAIL_CHUNK = 256 * 1024
 
 
-def append_turn(path: Path, entries: list[dict]) -> None:
+def append_turn(path: Path, entries: list[dict[str, Any]]) -> None:
     """Append a turn's entries in ONE write, so a crash leaves all of them or none."""
     if entries:
         append_line(path, "\n".join(json.dumps(e, ensure_ascii=False, default=str) for e in entries))
@@ -88,7 +89,7 @@ def last_turns(path: Path, turns: int) -> list[str]:
         chunk *= 4
 
 
-def tail(path: Path, nbytes: int) -> list[dict]:
+def tail(path: Path, nbytes: int) -> list[dict[str, Any]]:
     """The last complete entries within roughly `nbytes` of the end of the file."""
     out = []
     for raw in _tail_lines(path, nbytes):

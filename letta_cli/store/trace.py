@@ -20,7 +20,7 @@ TRACE_VERSION = 1
 BODY_CHARS = 2000  # a message body in the trace is cut here (the message itself is whole in the queue)
 
 
-Listener = Callable[[dict], None]
+Listener = Callable[[dict[str, Any]], None]
 
 
 class Trace:
@@ -28,7 +28,7 @@ class Trace:
         self.path = path
         self.listener = listener  # sees every event once it is on disk (live progress, `-v`)
 
-    def emit(self, event: str, **fields: Any) -> dict:
+    def emit(self, event: str, **fields: Any) -> dict[str, Any]:
         record = {"v": TRACE_VERSION, "ts": now().isoformat(), "event": event, **fields}
         append_line(self.path, json.dumps(record, ensure_ascii=False, default=str), sync=False)
         if self.listener is not None:
@@ -49,5 +49,5 @@ class Trace:
             body=clip(message.body, BODY_CHARS),
         )
 
-    def events(self) -> Iterator[dict]:
+    def events(self) -> Iterator[dict[str, Any]]:
         return read_json_lines(self.path)
