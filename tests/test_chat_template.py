@@ -153,3 +153,25 @@ def test_the_handler_refuses_to_force_an_unknown_tool():
 
     with pytest.raises(ValueError, match="tool_choice names 'nope'"):
         letta_chatml(llama=ScriptedLlama(), messages=MESSAGES, tools=[TOOL], tool_choice={"function": {"name": "nope"}})
+
+
+def test_a_forced_call_binds_the_one_choice_the_request_names():
+    schema = {
+        "type": "object",
+        "properties": {
+            "other_agent_id": {"type": "string", "enum": ["supervisor", "worker-2", "worker-21"]},
+            "message": {"type": "string"},
+        },
+    }
+    messages = [*MESSAGES[:2], {"role": "user", "content": "Ask worker-2 what they bring."}]
+    bound = ct.bind_named_choices(schema, ct.request_text(messages))
+    assert bound["properties"]["other_agent_id"]["enum"] == ["worker-2"]
+    assert (
+        bound["properties"]["message"] == {"type": "string"}
+        and schema["properties"]["other_agent_id"]["enum"][0] == "supervisor"
+    )
+    # none named, two named, or only inside a longer id: the model chooses among them all
+    for request in ("Ask someone.", "Ask worker-2 and the supervisor.", "Ask worker-21x or worker-2x."):
+        assert ct.bind_named_choices(schema, request) == schema
+    assert ct.bind_named_choices(schema, "Ask worker-21.")["properties"]["other_agent_id"]["enum"] == ["worker-21"]
+    assert ct.request_text([{"role": "system", "content": "worker-2"}]) == ""

@@ -130,7 +130,8 @@ class _Generation:
         fn = next(t["function"] for t in tools if t["function"]["name"] == name)
         prompt = chat_template.render_prompt(messages, tools, forced=name)
         budget = max(max_tokens or 0, MIN_CALL_TOKENS)
-        text, _ = self.run(prompt, max_tokens=budget, stop=[chat_template.END], grammar=_grammar(fn_schema(fn)))
+        schema = chat_template.bind_named_choices(fn_schema(fn), chat_template.request_text(messages))
+        text, _ = self.run(prompt, max_tokens=budget, stop=[chat_template.END], grammar=_grammar(schema))
         try:  # the grammar lets raw control characters into strings; send them escaped
             return json.dumps(json.loads(text, strict=False), ensure_ascii=False)
         except ValueError:  # cut off by the token limit: the tool reports it to the model
