@@ -175,3 +175,15 @@ def test_a_forced_call_binds_the_one_choice_the_request_names():
         assert ct.bind_named_choices(schema, request) == schema
     assert ct.bind_named_choices(schema, "Ask worker-21.")["properties"]["other_agent_id"]["enum"] == ["worker-21"]
     assert ct.request_text([{"role": "system", "content": "worker-2"}]) == ""
+
+
+def test_an_answer_ends_where_it_copies_the_memory_markup_and_an_empty_one_is_asked_again():
+    """SmolLM2 copies the prompt's `<block label=...>` into replies: the server stops there; an answer with
+    nothing before it (`<block_label> ...`) is asked again for text."""
+    from letta_cli.model.llama_server import letta_chatml
+
+    llama = ScriptedLlama("", "I bring cake.")
+    out = letta_chatml(llama=llama, messages=MESSAGES, tools=[TOOL], tool_choice="auto")
+    assert out["choices"][0]["message"] == {"role": "assistant", "content": "I bring cake."}
+    assert all("<block" in stops and "<memory_blocks" in stops for stops in llama.stops)
+    assert llama.prompts[0] == llama.prompts[1]  # the same prompt: nothing evaluated twice

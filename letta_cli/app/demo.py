@@ -16,6 +16,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import textwrap
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -71,8 +72,8 @@ class Demo:
         env = {**os.environ, "COLUMNS": str(width)}
         proc = subprocess.run(argv, cwd=self.root, env=env, check=False, stdout=subprocess.PIPE, text=True)
         out = proc.stdout.rstrip("\n")
-        if out:
-            self.echo(out)
+        if out:  # tables and trees are drawn to the width; a long plain line (a reply) is wrapped between words
+            self.echo("\n".join(_wrap(line, width) for line in out.splitlines()))
         if check and proc.returncode != 0:
             raise DemoFailed(f"`agents {args[0]}` failed with exit code {proc.returncode}")
         return out
@@ -237,6 +238,12 @@ def command_lines(argv: list[str], width: int) -> str:
         line = f"{line} {chunk}"
         i += take
     return "\n".join([*lines, line])
+
+
+def _wrap(line: str, width: int) -> str:
+    if len(line) <= width:
+        return line
+    return textwrap.fill(line, width, break_long_words=False, break_on_hyphens=False)
 
 
 def _json_object(text: Any) -> dict[str, Any]:

@@ -22,6 +22,9 @@ TOOLS_HEADER = (
     "and nothing else. The tools:"
 )
 SENTENCE_ENDS = ".!?"
+# The markup of the memory the engine sends (engine/prompt.py). A small model copies it into its answers
+# (`<block label="team" ...>`, `<block_label>`); an answer ends where it starts.
+MARKUP_STOPS = ["<memory_blocks", "</memory_blocks", "<block", "</block", "<value>", "</value>", "<description>"]
 
 
 def text_of(content: Any) -> str:

@@ -202,7 +202,7 @@ def letta_chatml(
         "model": model,
     }
     gen = _Generation(llama, sampling)
-    stops = [chat_template.END, *([stop] if isinstance(stop, str) else stop or [])]
+    stops = [chat_template.END, *chat_template.MARKUP_STOPS, *([stop] if isinstance(stop, str) else stop or [])]
     content: str | None = None
     calls: list[tuple[str, str]] = []
     finish = "stop"
@@ -217,8 +217,10 @@ def letta_chatml(
                 arguments = json.dumps(args) if args is not None else gen.call(messages, tools, name, max_tokens)
                 calls.append((name, arguments))
                 content = head or None
-            else:
+            elif head.strip():
                 content = chat_template.whole_sentences(head) if finish == "length" else head.strip()
+            else:  # nothing before a stop (copied markup, an unknown tool): answer in text, `<` ruled out if need be
+                content, finish = gen.text(prompt, max_tokens, stops)
         else:
             content, finish = gen.text(prompt, max_tokens, stops)
     message: dict[str, Any] = {"role": "assistant", "content": content}
