@@ -132,7 +132,8 @@ class _Generation:
         fn = next(t["function"] for t in tools if t["function"]["name"] == name)
         prompt = chat_template.render_prompt(messages, tools, forced=name)
         budget = max(max_tokens or 0, MIN_CALL_TOKENS)
-        text, _ = self.run(prompt, max_tokens=budget, stop=[chat_template.END], grammar=_grammar(fn_schema(fn)))
+        schema = chat_template.bind_named_choices(fn_schema(fn), chat_template.request_text(messages))
+        text, _ = self.run(prompt, max_tokens=budget, stop=[chat_template.END], grammar=_grammar(schema))
         try:  # the grammar lets raw control characters into strings; send them escaped
             return json.dumps(json.loads(text, strict=False), ensure_ascii=False)
         except ValueError:  # cut off by the token limit: the tool reports it to the model
@@ -203,7 +204,7 @@ def letta_chatml(
         "model": model,
     }
     gen = _Generation(llama, sampling)
-    stops = [chat_template.END, *([stop] if isinstance(stop, str) else stop or [])]
+    stops = [chat_template.END, *chat_template.MARKUP_STOPS, *([stop] if isinstance(stop, str) else stop or [])]
     content: str | None = None
     calls: list[tuple[str, str]] = []
     finish = "stop"
@@ -218,8 +219,10 @@ def letta_chatml(
                 arguments = json.dumps(args) if args is not None else gen.call(messages, tools, name, max_tokens)
                 calls.append((name, arguments))
                 content = head or None
-            else:
+            elif head.strip():
                 content = chat_template.whole_sentences(head) if finish == "length" else head.strip()
+            else:  # nothing before a stop (copied markup, an unknown tool): answer in text, `<` ruled out if need be
+                content, finish = gen.text(prompt, max_tokens, stops)
         else:
             content, finish = gen.text(prompt, max_tokens, stops)
     message: dict[str, Any] = {"role": "assistant", "content": content}
