@@ -11,13 +11,22 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import signal
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from letta_cli.core.errors import Conflict, NotFound, StorageError, UsageError, WaitTimeout
+from letta_cli.core.errors import (
+    Conflict,
+    Interrupted,
+    InvalidFile,
+    NotFound,
+    StorageError,
+    UsageError,
+    WaitTimeout,
+)
 from letta_cli.core.ids import new_id
 from letta_cli.core.models import USER, Message, MessageKind, TurnRecord
 from letta_cli.engine.scheduler import Mode, Scheduler
@@ -92,9 +101,12 @@ def run_scheduler(
     until: set[str] | None = None,
     deadline: float | None = None,
     on_event: Listener | None = None,
+    *,
+    interruptible: bool = False,
 ) -> int:
     """Hold the scheduler lock and serve. Raises Conflict if another scheduler runs.
-    `on_event` sees every trace event this process emits while serving."""
+    `on_event` sees every trace event this process emits while serving. With `interruptible` (a waiting
+    command), a SIGINT or SIGTERM that stops the serving raises Interrupted: the messages stay queued."""
     with scheduler_lock.hold(ws) as got:
         if not got:
             pid = scheduler_lock.holder_pid(ws)
@@ -103,7 +115,11 @@ def run_scheduler(
         scheduler.deadline = deadline
         if on_event is not None:
             scheduler.trace = Trace(ws.trace_path, listener=on_event)
-        return asyncio.run(scheduler.serve())
+        handled = asyncio.run(scheduler.serve())
+        if interruptible and scheduler.signalled is not None:
+            name = signal.Signals(scheduler.signalled).name
+            raise Interrupted(scheduler.signalled, f"stopped by {name}; unanswered messages stay queued")
+        return handled
 
 
 def wait(
@@ -130,7 +146,7 @@ def wait(
             )
         if serve:
             try:
-                run_scheduler(ws, "until", set(message_ids), deadline, on_event)
+                run_scheduler(ws, "until", set(message_ids), deadline, on_event, interruptible=True)
                 continue
             except Conflict:
                 pass  # someone else serves; just wait, and take over if they stop before we are answered
@@ -236,7 +252,11 @@ def broadcast_targets(ws: Workspace, tags: list[str], sender: str = USER) -> lis
     """The agents having every tag, but the sender. UsageError without tags, NotFound without agents."""
     if not tags:
         raise UsageError("no tags: give at least one tag")
-    names = [a.name for a in AgentStore(ws).matching(tags).agents if a.name != sender]
+    report = AgentStore(ws).matching(tags)
+    if report.errors:  # a broken file may be one of the targets: send to none rather than to some, silently
+        more = f" (and {len(report.errors) - 1} more)" if len(report.errors) > 1 else ""
+        raise InvalidFile(f"{report.errors[0]}{more}; fix it before broadcasting (nothing was sent)")
+    names = [a.name for a in report.agents if a.name != sender]
     if not names:
         raise NotFound(f"no agent has all of the tags {', '.join(tags)}")
     return names

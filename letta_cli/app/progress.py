@@ -19,6 +19,7 @@ from letta_cli.app.history_view import call_summary
 from letta_cli.core.models import Message
 from letta_cli.core.text import flatten
 from letta_cli.store.history import Follower
+from letta_cli.store.trace import well_typed
 from letta_cli.store.workspace import Workspace
 
 CATCH_UP_SECONDS = 1.0
@@ -74,7 +75,7 @@ class Progress:
         self.names = {m.id: m.recipient for m in messages}
         self.on_line = on_line
         # from our own first message on: the turns may start before we get here
-        self.follower = Follower(ws.trace_path).at_line_with(messages[0].id)
+        self.follower = Follower(ws.trace_path, accept=well_typed).at_line_with(messages[0].id)
         self.working: dict[str, tuple[str, float]] = {}  # message id -> (agent, monotonic start)
         self.waiting_on: dict[str, set[str]] = {}  # message id -> requests its turn awaits
         self.answered: set[str] = set()

@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from letta_cli.app.refs import clean_ref, matches
-from letta_cli.core.errors import Conflict, NotFound, UsageError
+from letta_cli.core.errors import Conflict, InvalidFile, NotFound, UsageError
 from letta_cli.core.ids import now
 from letta_cli.store.queue import STATES, QueueItem, State, open_queue
 from letta_cli.store.records import TurnRecords
@@ -85,7 +85,11 @@ def requeue_dead(ws: Workspace, ref: str) -> dict[str, Any]:
     if item.state != "dead":
         raise Conflict(f"message {item.id} is in {item.state}/, not dead/; only dead letters can be retried")
     records = TurnRecords(ws.turns_dir)
-    record = records.get(item.id)
+    try:
+        record = records.get(item.id)
+    except InvalidFile:  # a dead letter's record that does not parse (a bug of ours buried it): start afresh
+        records.discard(item.id)
+        record = None
     if record is not None and record.status == "dead":
         records.discard(item.id)
     open_queue(ws.queue_dir).setup().requeue_dead(item.id)

@@ -51,5 +51,13 @@ class StorageError(AgentsError):
     exit_code = 8
 
 
+class Interrupted(AgentsError):
+    """A waiting command stopped by SIGINT or SIGTERM: exit 128 + the signal (130, 143), messages kept."""
+
+    def __init__(self, signum: int, message: str):
+        super().__init__(message)
+        self.exit_code = 128 + signum
+
+
 class ToolError(Exception):
     """A tool call the model got wrong: its message goes back to the model as the tool's result."""

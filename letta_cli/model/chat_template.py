@@ -130,7 +130,7 @@ def parse_call(text: str, names: set[str]) -> tuple[str, dict[str, Any] | None, 
     return head.strip(), None, named[0] if len(named) == 1 else None
 
 
-def request_text(messages: list[dict]) -> str:
+def request_text(messages: list[dict[str, Any]]) -> str:
     """The text of the last user message: the request a forced call answers."""
     for message in reversed(messages):
         if message.get("role") == "user":
@@ -143,7 +143,7 @@ def _names(value: str, text: str) -> bool:
     return re.search(rf"(?<![\w-]){re.escape(value)}(?![\w-])", text) is not None
 
 
-def bind_named_choices(schema: dict, request: str) -> dict:
+def bind_named_choices(schema: dict[str, Any], request: str) -> dict[str, Any]:
     """The schema of a forced call's arguments with each choice (a string `enum`) that the request names
     exactly one value of bound to that value: "Ask worker-2 ..." sends to worker-2, whoever else the small
     model's history is full of. A request naming none or several of the values leaves the choice to the model."""

@@ -38,6 +38,10 @@ class ModelClient:
         self.retries = retries
         self._clients: dict[tuple[str | None, str], AsyncOpenAI] = {}
 
+    def prepare(self, endpoint: Endpoint) -> None:
+        """Import the SDK and build the endpoint's client now (the import takes most of a second)."""
+        self._client(endpoint)
+
     def _client(self, endpoint: Endpoint) -> AsyncOpenAI:
         key = (endpoint.base_url, endpoint.api_key)
         if key not in self._clients:
@@ -110,9 +114,9 @@ def _reply(response: Any) -> tuple[str | None, list[dict[str, Any]]]:
         call_id = getattr(tc, "id", None)
         calls.append(
             {
-                "id": str(call_id) if call_id else f"call_{i}",
+                "id": utf8(str(call_id)) if call_id else f"call_{i}",
                 "type": "function",
-                "function": {"name": utf8(str(getattr(fn, "name", "") or "")), "arguments": utf8(arguments)},
+                "function": {"name": utf8(str(getattr(fn, "name", "") or "")), "arguments": json_utf8(arguments)},
             }
         )
     return (None if content is None else utf8(content)), calls
@@ -125,6 +129,19 @@ def utf8(text: str) -> str:
     except UnicodeEncodeError:
         return text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
     return text
+
+
+def json_utf8(arguments: str) -> str:
+    """JSON text whose escapes may spell a lone surrogate (`\\ud83d`, half an emoji): with it replaced by
+    U+FFFD, so what the arguments say can be stored (as they are if they hold none)."""
+    arguments = utf8(arguments)
+    if "\\u" not in arguments.lower():
+        return arguments
+    try:
+        decoded = json.dumps(json.loads(arguments), ensure_ascii=False)
+    except (ValueError, RecursionError):
+        return arguments  # not JSON: the tool's validator says so to the model
+    return arguments if utf8(decoded) == decoded else utf8(decoded)
 
 
 def _count(value: Any) -> int:
