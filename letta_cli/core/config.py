@@ -32,6 +32,9 @@ class Limits(BaseModel):
     max_tokens: int | None = Field(None, ge=1, description="completion tokens per model call (unset: the server's)")
     chain_token_budget: int | None = Field(None, ge=1, description="tokens one chain may use")
     agent_token_budget: int | None = Field(None, ge=1, description="tokens one agent may use per chain")
+    daemon_idle_timeout: float = Field(
+        60.0, ge=0, description="seconds the scheduler daemon stays without work before it exits (0: no daemon)"
+    )
 
 
 class Price(BaseModel):
