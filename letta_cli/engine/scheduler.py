@@ -90,6 +90,7 @@ class Scheduler:
         self._slots = asyncio.Semaphore(self.limits.concurrency)
         self._wake = asyncio.Event()
         self._io = ThreadPoolExecutor(max_workers=16, thread_name_prefix="agents-io")
+        self.intake.io = self._io
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             with contextlib.suppress(NotImplementedError, RuntimeError):
