@@ -118,6 +118,7 @@ version = 1
 # max_tokens = 512            # completion tokens per model call (unset: the server's default)
 # chain_token_budget = 200000 # tokens one chain may use (unset: no budget)
 # agent_token_budget = 50000  # tokens one agent may use within one chain (unset: no budget)
+# daemon_idle_timeout = 60    # seconds the scheduler daemon waits for work before it exits (0: no daemon)
 
 # Prices in USD per million tokens, for `agents usage` estimates.
 # [prices.gpt-4o-mini]
