@@ -92,12 +92,27 @@ def main() -> int:
     ap.add_argument("--reps", type=int, default=20, help="interleaved rounds (default 20)")
     ap.add_argument("--cold-reps", type=int, default=5, help="sends that each start the daemon (default 5)")
     ap.add_argument("--scale", type=int, default=10_000, help="agent files for list --tag x (default 10000)")
+    ap.add_argument(
+        "--bytecode",
+        action="store_true",
+        help="let Python cache bytecode (in a scratch PYTHONPYCACHEPREFIX), as on a user's machine; by default "
+        "the environment is taken as it is (this box sets PYTHONDONTWRITEBYTECODE=1 and the venv has no .pyc)",
+    )
     args = ap.parse_args()
 
     header(f"one agents process (#18): {args.reps} interleaved rounds, medians")
     work = scratch("send")
     agents = agents_argv()
     env = clean_env()
+    if args.bytecode:
+        env.pop("PYTHONDONTWRITEBYTECODE", None)
+        env["PYTHONPYCACHEPREFIX"] = str(work / "pycache")
+    regime = (
+        "bytecode cached"
+        if args.bytecode
+        else ("no bytecode cache (PYTHONDONTWRITEBYTECODE set)" if env.get("PYTHONDONTWRITEBYTECODE") else "as is")
+    )
+    print(f"   python bytecode: {regime}")
     servers: list[subprocess.Popen] = []
     try:
         app = work / "minimal_typer.py"

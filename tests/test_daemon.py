@@ -109,6 +109,8 @@ def test_stop_stops_it_and_says_so(dcli: CLI, llm: FakeLLM):
     assert dcli.ok("stop").out.strip() == "no scheduler daemon is running"
     dcli.ok("send", "bob", "hi")
     pid = daemon_info(dcli)["pid"]  # type: ignore[index]
+    refused = dcli("run")
+    assert refused.code == 5 and f"the scheduler daemon, pid {pid}: `agents stop` stops it" in refused.err
     assert dcli.ok("stop").out.strip() == f"stopped the scheduler daemon (pid {pid})"
     assert with_pid_gone(pid, timeout=10)
     assert dcli.ok("status", "--json").json()["scheduler"]["running"] is False

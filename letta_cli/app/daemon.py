@@ -38,7 +38,7 @@ from letta_cli.store.records import TurnRecords
 from letta_cli.store.workspace import Workspace
 
 MAX_LINE = 4 * 1024 * 1024  # one request (an environment is a few KB)
-MAX_CHAINS = 100_000  # announced chains remembered (the oldest are forgotten first)
+MAX_CHAINS = 10_000  # announced chains remembered (the oldest are forgotten first: a few KB each)
 
 
 @dataclass
@@ -59,7 +59,6 @@ class Daemon:
         self.since = now()
         self.build = fingerprint(ws)
         self.envs: dict[str, Mapping[str, str]] = {}  # chain id -> its sender's environment (memory only)
-        self._pool: dict[tuple, Mapping[str, str]] = {}  # one copy of each distinct environment
         self.waiters: dict[str, list[Waiter]] = {}  # message id -> who waits for its record
         self.connections = 0
         self.last_active = time.monotonic()
@@ -143,7 +142,9 @@ class Daemon:
                     return
                 if not isinstance(request, dict):
                     return
-                answer = await self._answer(request)
+                answer = await self._answer(request, reader)
+                if answer is None:  # the sender went away while it waited
+                    return
                 writer.write(json.dumps(answer).encode() + b"\n")
                 await writer.drain()
                 if request.get("op") == "stop":
@@ -156,7 +157,7 @@ class Daemon:
             with contextlib.suppress(OSError, RuntimeError):
                 writer.close()
 
-    async def _answer(self, request: dict) -> dict:
+    async def _answer(self, request: dict, reader: asyncio.StreamReader) -> dict | None:
         op = request.get("op")
         if op == "status":
             return self.describe()
@@ -174,10 +175,16 @@ class Daemon:
         for i in waiter.pending:
             self.waiters.setdefault(i, []).append(waiter)
         self.scheduler.wake()  # they were just published
+        gone = asyncio.ensure_future(reader.read(1))  # a sender that goes away (Ctrl-C) stops waiting
+        done = asyncio.ensure_future(waiter.done.wait())
         try:
             if waiter.pending:
-                await waiter.done.wait()
+                await asyncio.wait({gone, done}, return_when=asyncio.FIRST_COMPLETED)
+                if not waiter.done.is_set():
+                    return None
         finally:
+            gone.cancel()
+            done.cancel()
             for i in waiter.pending:
                 with contextlib.suppress(KeyError, ValueError):
                     self.waiters[i].remove(waiter)
@@ -187,11 +194,10 @@ class Daemon:
         if not isinstance(chains, list) or not isinstance(env, dict):
             return
         clean = {str(k): str(v) for k, v in env.items()}
-        shared = self._pool.setdefault(tuple(sorted(clean.items())), clean)
         for chain in chains:
             if isinstance(chain, str):
                 self.envs.pop(chain, None)
-                self.envs[chain] = shared
+                self.envs[chain] = clean
         while len(self.envs) > MAX_CHAINS:
             self.envs.pop(next(iter(self.envs)))
 
