@@ -274,6 +274,17 @@ def register(app: typer.Typer) -> None:
         report = usage_report.usage(workspace(), name, when)
         print_json(report) if json_out else print_usage(report)
 
+    def daemon_rows(daemon: dict[str, Any] | None) -> list[tuple[str, str]]:
+        if daemon is None:
+            return []
+        return [
+            (
+                "daemon",
+                f"since {local_time(daemon['since'])}, exits after {daemon['idle_timeout']:g}s idle (agents stop)",
+            ),
+            ("socket", str(daemon["socket"])),
+        ]
+
     @app.command("status")
     def status_cmd(json_out: JsonOpt = False) -> None:
         """Is a scheduler running, how deep is the queue, how many dead letters, when was the last activity.
@@ -288,8 +299,9 @@ def register(app: typer.Typer) -> None:
         q = report["queue"]
         rows = [
             ("workspace", report["workspace"]),
-            ("scheduler", f"running (pid {sched['pid']})" if sched["running"] else "not running"),
+            ("scheduler", f"running (pid {sched['pid']}, {sched['kind']})" if sched["running"] else "not running"),
             ("queue", f"new {q['new']} · cur {q['cur']} · dead {q['dead']} · corrupt {q['corrupt']}"),
+            *daemon_rows(report["daemon"]),
             ("agents", str(report["agents"])),
             (
                 "last activity",

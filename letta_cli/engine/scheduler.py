@@ -20,7 +20,7 @@ import signal
 import threading
 import time
 import traceback
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
 
@@ -70,6 +70,11 @@ class Scheduler:
         self._io: ThreadPoolExecutor | None = None  # commits and fsyncs overlap here, off the event loop
         self._wake: asyncio.Event | None = None
         self._stopping = False
+        self.pending = 0  # messages waiting to run, as of the last pump
+        # Hooks for a long-lived server (app/daemon): the environment a message's turn reads (None: ours), and
+        # a call after each delivered record.
+        self.env_for: Callable[[Message], Mapping[str, str] | None] = lambda message: None
+        self.on_delivered: Callable[[TurnRecord], None] | None = None
 
     @property
     def trace(self) -> Trace:
@@ -86,6 +91,7 @@ class Scheduler:
         self._slots = asyncio.Semaphore(self.limits.concurrency)
         self._wake = asyncio.Event()
         self._io = ThreadPoolExecutor(max_workers=16, thread_name_prefix="agents-io")
+        self.intake.io = self._io
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             with contextlib.suppress(NotImplementedError, RuntimeError):
@@ -94,7 +100,7 @@ class Scheduler:
         sweep_temp_files(self.ws.state_dir)
         try:
             while not self._stopping:
-                pending = self._pump()
+                self.pending = pending = self._pump()
                 if self._finished(pending):
                     break
                 self._wake.clear()
@@ -115,6 +121,10 @@ class Scheduler:
 
     def stop(self) -> None:
         self._stopping = True
+        self.wake()
+
+    def wake(self) -> None:
+        """Look at the queue now (new messages were published), not at the next poll."""
         if self._wake is not None:
             self._wake.set()
 
@@ -161,6 +171,8 @@ class Scheduler:
             await loop.run_in_executor(self._io, self.delivery.apply, record, claimed)
             self.handled += 1
             self.replies.delivered(record)
+            if self.on_delivered is not None:
+                self.on_delivered(record)
         except asyncio.CancelledError:
             if not committed and self.queue.in_flight(claimed):
                 with contextlib.suppress(OSError):
@@ -240,11 +252,12 @@ class Scheduler:
         if refused is not None:
             return self._final(msg, "stopped", refused, attempts)
         limits = agent.effective_limits(self.limits)
-        ctx = TurnContext(self.ws, self, agent, msg, limits, attempts, self.trace)
+        env = self.env_for(msg)
+        ctx = TurnContext(self.ws, self, agent, msg, limits, attempts, self.trace, env=env)
         event = {"message_id": msg.id, "chain_id": msg.chain_id, "agent": agent.name}
         self.trace.emit("turn_start", **event, attempt=attempts)
         try:
-            endpoint = await in_thread(resolve_endpoint, self.ws, agent)
+            endpoint = await in_thread(resolve_endpoint, self.ws, agent, env)
             self.client.prepare(endpoint)  # before the attempt counts: a kill during the import is not one
             await asyncio.get_running_loop().run_in_executor(self._io, self.queue.begin, claimed)
             return await run_turn(ctx, self.client, endpoint)
