@@ -13,7 +13,7 @@ import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import ValidationError
 
@@ -57,7 +57,7 @@ def read_text_file(path: Path) -> str:
         raise UsageError(f"cannot read {path}: {getattr(exc, 'strerror', None) or exc}") from None
 
 
-def agent_json(agent: AgentDef, path: Path | None = None) -> dict:
+def agent_json(agent: AgentDef, path: Path | None = None) -> dict[str, Any]:
     """An agent as --json shows it (with the path of its file, when known)."""
     data = agent.model_dump(mode="json")
     if path is not None:
@@ -83,7 +83,7 @@ def new_agent(
     for tool in [*(tools or []), *([first_tool] if first_tool else [])]:
         if tool not in known:
             raise UsageError(f"unknown tool {tool!r}; built-in tools: {', '.join(known)}")
-    data: dict = {"name": name, "description": description, "tags": tags or []}
+    data: dict[str, Any] = {"name": name, "description": description, "tags": tags or []}
     if model:
         data["model"] = model
     if system is not None:
@@ -96,7 +96,7 @@ def new_agent(
     return _validated(name, data)
 
 
-def _validated(name: str, data: dict) -> AgentDef:
+def _validated(name: str, data: dict[str, Any]) -> AgentDef:
     try:
         return AgentDef.model_validate(data)
     except ValidationError as exc:

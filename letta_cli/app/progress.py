@@ -25,11 +25,11 @@ from letta_cli.store.workspace import Workspace
 CATCH_UP_SECONDS = 1.0
 
 
-def _key(ev: dict) -> tuple:
+def _key(ev: dict[str, Any]) -> tuple[Any, ...]:
     return (ev.get("ts"), ev.get("event"), ev.get("message_id"), ev.get("step"), ev.get("tool"))
 
 
-def event_line(ev: dict) -> str | None:
+def event_line(ev: dict[str, Any]) -> str | None:
     """One readable line for a trace event (the `-v` stream), or None for events not worth a line."""
     kind, agent = ev.get("event"), ev.get("agent") or ev.get("sender") or "?"
     if kind == "message":
@@ -79,13 +79,13 @@ class Progress:
         self.working: dict[str, tuple[str, float]] = {}  # message id -> (agent, monotonic start)
         self.waiting_on: dict[str, set[str]] = {}  # message id -> requests its turn awaits
         self.answered: set[str] = set()
-        self.seen: set[tuple] = set()
+        self.seen: set[tuple[Any, ...]] = set()
         self.polled = False
         self.lock = threading.Lock()
 
     # --- feeding -----------------------------------------------------------------------------------
 
-    def on_event(self, ev: dict) -> None:
+    def on_event(self, ev: dict[str, Any]) -> None:
         """A trace listener (this process serves the queue)."""
         if ev.get("chain_id") in self.chains:
             self.seen.add(_key(ev))
@@ -121,7 +121,7 @@ class Progress:
                 continue
             self._feed(ev)
 
-    def _feed(self, ev: dict) -> None:
+    def _feed(self, ev: dict[str, Any]) -> None:
         kind, mid = ev.get("event"), str(ev.get("message_id"))
         with self.lock:
             if kind == "turn_start":

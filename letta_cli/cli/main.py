@@ -38,7 +38,7 @@ def main_options(
 # tests/test_cli_registry.py checks this table against what the modules really register.
 COMMAND_MODULES = {
     **dict.fromkeys(("init", "create", "list", "show", "delete", "tag", "edit"), "agents_cmds"),
-    **dict.fromkeys(("send", "broadcast", "run"), "messaging_cmds"),
+    **dict.fromkeys(("send", "broadcast", "run", "stop"), "messaging_cmds"),
     **dict.fromkeys(("blocks", "memory"), "blocks"),
     "model": "model",
     **dict.fromkeys(("import", "export"), "transfer"),

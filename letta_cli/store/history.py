@@ -12,6 +12,7 @@ import os
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from pydantic import ValidationError
 
@@ -19,10 +20,10 @@ from letta_cli.core.models import HistoryEntry
 from letta_cli.store.fsio import append_line
 
 TAIL_CHUNK = 256 * 1024
-Accept = Callable[[dict], bool]
+Accept = Callable[[dict[str, Any]], bool]
 
 
-def append_turn(path: Path, entries: list[dict]) -> None:
+def append_turn(path: Path, entries: list[dict[str, Any]]) -> None:
     """Append a turn's entries in ONE write, so a crash leaves all of them or none."""
     if entries:
         append_line(path, "\n".join(json.dumps(e, ensure_ascii=False, default=str) for e in entries))
@@ -65,7 +66,7 @@ def _object_lines(raw: Iterable[bytes], accept: Accept | None = None) -> Iterato
             yield line.decode("utf-8", errors="replace")
 
 
-def is_entry(obj: dict) -> bool:
+def is_entry(obj: dict[str, Any]) -> bool:
     try:
         entry = HistoryEntry.model_validate(obj)
     except ValidationError:
@@ -99,7 +100,7 @@ def last_turns(path: Path, turns: int) -> list[str]:
         chunk *= 4
 
 
-def tail(path: Path, nbytes: int) -> list[dict]:
+def tail(path: Path, nbytes: int) -> list[dict[str, Any]]:
     """The last complete entries within roughly `nbytes` of the end of the file."""
     out = []
     for raw in _tail_lines(path, nbytes):

@@ -20,7 +20,7 @@ TRACE_VERSION = 1
 BODY_CHARS = 2000  # a message body in the trace is cut here (the message itself is whole in the queue)
 
 
-Listener = Callable[[dict], None]
+Listener = Callable[[dict[str, Any]], None]
 
 
 class Trace:
@@ -28,7 +28,7 @@ class Trace:
         self.path = path
         self.listener = listener  # sees every event once it is on disk (live progress, `-v`)
 
-    def emit(self, event: str, **fields: Any) -> dict:
+    def emit(self, event: str, **fields: Any) -> dict[str, Any]:
         record = {"v": TRACE_VERSION, "ts": now().isoformat(), "event": event, **fields}
         append_line(self.path, json.dumps(record, ensure_ascii=False, default=str), sync=False)
         if self.listener is not None:
@@ -49,7 +49,7 @@ class Trace:
             body=clip(message.body, BODY_CHARS),
         )
 
-    def events(self) -> Iterator[dict]:
+    def events(self) -> Iterator[dict[str, Any]]:
         """Every event line whose known fields have their types (a line edited by hand to hold, say, a
         number where an id belongs is skipped, like a torn line: the views never trip over it)."""
         return (ev for ev in read_json_lines(self.path) if well_typed(ev))
@@ -65,7 +65,7 @@ COUNT_FIELDS = (
 )
 
 
-def well_typed(ev: dict) -> bool:
+def well_typed(ev: dict[str, Any]) -> bool:
     """Text fields are text, counts are whole numbers, lists are lists (each may be absent or null)."""
     if not isinstance(ev.get("event"), str):
         return False

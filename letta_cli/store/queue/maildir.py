@@ -22,6 +22,7 @@ import re
 import time
 from concurrent.futures import Executor
 from pathlib import Path
+from typing import Any
 
 from pydantic import ValidationError
 
@@ -269,7 +270,7 @@ class MaildirQueue:
     def dead_reason(self, message_id: str) -> str | None:
         return self._dead_note(message_id).get("error")
 
-    def _dead_note(self, message_id: str) -> dict:
+    def _dead_note(self, message_id: str) -> dict[str, Any]:
         try:
             note = json.loads((self.dirs["dead"] / f"{message_id}.error.json").read_text())
         except (OSError, ValueError):
