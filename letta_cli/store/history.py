@@ -35,10 +35,11 @@ def has_turn(path: Path, turn_id: str) -> bool:
     for raw in _tail_lines(path, TAIL_CHUNK):
         if needle in raw:  # a byte search first: parsing every line of the tail is the slow part
             try:
-                if json.loads(raw).get("turn_id") == turn_id:
-                    return True
+                obj = json.loads(raw)
             except ValueError:
                 continue  # a torn line
+            if isinstance(obj, dict) and obj.get("turn_id") == turn_id:
+                return True
     return False
 
 
