@@ -122,8 +122,9 @@ class Soak:
 
     def serving(self) -> bool:
         try:
-            return int((self.root / ".agents" / "scheduler.pid").read_text()) == self.scheduler.pid
-        except (OSError, ValueError):
+            fields = (self.root / ".agents" / "scheduler.pid").read_text().split()  # "<pid> <role>"
+            return int(fields[0]) == self.scheduler.pid
+        except (OSError, ValueError, IndexError):
             return False
 
     def start_scheduler(self) -> None:
