@@ -161,6 +161,15 @@ def bind_named_choices(schema: dict, request: str) -> dict:
     return {**schema, "properties": bound}
 
 
+def fits(args: dict[str, Any], schema: dict) -> bool:
+    """The arguments name only the schema's properties and every required one (the values are the tool's to
+    check). SmolLM2 writes calls with made-up keys (`"sentence"` for `"message"`) and repeats them step after step."""
+    props = schema.get("properties")
+    if isinstance(props, dict) and props and any(key not in props for key in args):
+        return False
+    return all(key in args for key in schema.get("required") or [])
+
+
 def whole_sentences(text: str) -> str:
     """A reply cut off by the token limit, trimmed back to its last whole sentence, else its last whole line
     (if it has either)."""

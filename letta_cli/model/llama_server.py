@@ -213,6 +213,9 @@ def letta_chatml(
         if allow_calls:
             text, finish = gen.run(prompt, max_tokens=max_tokens, stop=[*stops, chat_template.CALL_CLOSE])
             head, args, name = chat_template.parse_call(text, names)
+            if name is not None and args is not None:  # arguments that do not fit: generated again, bound
+                fn = next(t["function"] for t in tools if t["function"]["name"] == name)
+                args = args if chat_template.fits(args, fn_schema(fn)) else None
             if name is not None:
                 arguments = json.dumps(args) if args is not None else gen.call(messages, tools, name, max_tokens)
                 calls.append((name, arguments))
