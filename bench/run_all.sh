@@ -22,13 +22,14 @@ args() {  # per-benchmark arguments for --quick
     broadcast) echo "--sizes 10,100" ;;
     startup) echo "--reps 5" ;;
     scale) echo "--agents 2000 --reps 1" ;;
+    send) echo "--reps 3 --cold-reps 1 --scale 2000" ;;
   esac
 }
 
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 failed=()
-for bench in prompt_overhead startup queue_throughput turn_overhead broadcast scale; do
+for bench in prompt_overhead startup queue_throughput turn_overhead broadcast scale send; do
   echo
   echo "-- load average before $bench: $(cut -d' ' -f1-3 /proc/loadavg)"
   # shellcheck disable=SC2046

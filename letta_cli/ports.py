@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Mapping
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -50,6 +51,7 @@ class TurnContext:
     replies: list[str] = field(default_factory=list)
     outbox: list[Message] = field(default_factory=list)
     usage: Usage = field(default_factory=Usage)
+    env: Mapping[str, str] | None = None  # the environment of the caller who sent this chain (None: ours)
     _seq: int = 0
     _edits: int = 0
 

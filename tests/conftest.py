@@ -13,6 +13,9 @@ import pytest
 from tests.fakellm import FakeLLM
 
 REPO = Path(__file__).resolve().parent.parent
+# The suite's senders serve in-process (as with AGENTS_DAEMON=0 in a shell): a scheduler daemon outliving a test
+# would hold its workspace's lock. tests/test_daemon.py turns it on where it tests the daemon.
+os.environ["AGENTS_DAEMON"] = "0"
 
 
 @pytest.fixture
@@ -81,6 +84,7 @@ def base_env(tmp_path: Path) -> dict[str, str]:
     env["HOME"] = str(tmp_path / "home")
     env["NO_COLOR"] = "1"
     env["AGENTS_NO_LOCAL_DEFAULT"] = "1"  # never start the embedded model server by accident
+    env["AGENTS_DAEMON"] = "0"  # serve in-process (tests/test_daemon.py turns the daemon on)
     return env
 
 

@@ -1,7 +1,10 @@
 """What `agents send`, `broadcast` and `run` do, as library calls: publish, wait, and serve when no one does.
 
-A waiting sender that finds no scheduler running takes the scheduler lock and serves the queue itself until
-its reply is ready (then finishes the chains it started), so shell scripts need no daemon.
+A waiting sender hands its messages to the scheduler daemon (app/daemon, started on demand, exits when idle):
+it publishes, says so over the daemon's socket and waits for the reply, with its own environment for the turns.
+Without a daemon (AGENTS_DAEMON=0, or another scheduler runs, or none could start) a waiting sender that finds no
+scheduler running takes the scheduler lock and serves the queue itself until its reply is ready (then finishes
+the chains it started).
 
 Each command is a function (send, broadcast) and, for a caller that shows progress while it waits, the same
 in two steps: publish, then collect the replies.
@@ -9,29 +12,43 @@ in two steps: publish, then collect the replies.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
+import signal
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-from letta_cli.core.errors import Conflict, NotFound, StorageError, UsageError, WaitTimeout
+from letta_cli.app import daemon_client
+from letta_cli.core.errors import (
+    Conflict,
+    Interrupted,
+    InvalidFile,
+    NotFound,
+    StorageError,
+    UsageError,
+    WaitTimeout,
+)
 from letta_cli.core.ids import new_id
 from letta_cli.core.models import USER, Message, MessageKind, TurnRecord
-from letta_cli.engine.scheduler import Mode, Scheduler
 from letta_cli.store import scheduler_lock
 from letta_cli.store.agents import AgentStore
 from letta_cli.store.queue import open_queue
 from letta_cli.store.records import TurnRecords
 from letta_cli.store.trace import Listener, Trace
 from letta_cli.store.workspace import Workspace
-from letta_cli.tools.registry import builtin_tools
+
+if TYPE_CHECKING:  # the engine (asyncio, the openai SDK) is imported only by a process that serves
+    from letta_cli.engine.scheduler import Mode
 
 WAIT_POLL_SECONDS = 0.05
 
 Poll = Callable[[], None]
+
+
+def check_agent(ws: Workspace, name: str) -> None:
+    """NotFound (or InvalidFile) unless the agent exists and its file is valid."""
+    AgentStore(ws).get(name)
 
 
 def check_sender(ws: Workspace, sender: str) -> str:
@@ -57,8 +74,11 @@ def publish(
     sender: str = USER,
     kind: MessageKind = "user",
     force_tool: str | None = None,
+    wait: bool = True,
 ) -> list[Message]:
-    """Publish one message per recipient, all in one chain, durably; returns once they are on disk."""
+    """Publish one message per recipient, all in one chain, durably; returns once they are on disk.
+    `wait`: the caller will wait for the replies (then a scheduler daemon is started if none runs; a running
+    one is told whose environment these turns use either way)."""
     ws.ensure_state()
     check_body(ws, body)
     check_sender(ws, sender)
@@ -67,21 +87,30 @@ def publish(
         store.get(name)
     queue, trace = open_queue(ws.queue_dir).setup(), Trace(ws.trace_path)
     chain = new_id()
-    if force_tool is not None and force_tool not in builtin_tools():
-        raise UsageError(f"unknown tool {force_tool!r}; built-in tools: {', '.join(builtin_tools())}")
+    if force_tool is not None:
+        from letta_cli.tools.registry import builtin_tools
+
+        if force_tool not in builtin_tools():
+            raise UsageError(f"unknown tool {force_tool!r}; built-in tools: {', '.join(builtin_tools())}")
     messages = [
         Message(recipient=r, body=body, sender=sender, kind=kind, chain_id=chain, force_tool=force_tool)
         for r in recipients
     ]
-    with ThreadPoolExecutor(max_workers=min(16, len(messages))) as io:  # overlaps the fsyncs of a fan-out
-        queue.publish_many(messages, io)
+    daemon_client.announce(ws, [chain], start=wait)
+    if len(messages) == 1:
+        queue.publish(messages[0])
+    else:
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(max_workers=min(16, len(messages))) as io:  # overlaps the fsyncs of a fan-out
+            queue.publish_many(messages, io)
     with contextlib.suppress(StorageError):  # the messages are durable: failing now would invite a resend
         for message in messages:
             trace.published(message)
     return messages
 
 
-def queued(messages: list[Message]) -> list[dict]:
+def queued(messages: list[Message]) -> list[dict[str, Any]]:
     """What a command that does not wait reports: each message id, and where it went."""
     return [{"agent": m.recipient, "message_id": m.id, "status": "queued"} for m in messages]
 
@@ -92,18 +121,32 @@ def run_scheduler(
     until: set[str] | None = None,
     deadline: float | None = None,
     on_event: Listener | None = None,
+    *,
+    interruptible: bool = False,
 ) -> int:
     """Hold the scheduler lock and serve. Raises Conflict if another scheduler runs.
-    `on_event` sees every trace event this process emits while serving."""
+    `on_event` sees every trace event this process emits while serving. With `interruptible` (a waiting
+    command), a SIGINT or SIGTERM that stops the serving raises Interrupted: the messages stay queued."""
+    import asyncio
+
+    from letta_cli.engine.scheduler import Scheduler
+
     with scheduler_lock.hold(ws) as got:
         if not got:
-            pid = scheduler_lock.holder_pid(ws)
-            raise Conflict(f"a scheduler is already running in {ws.root}" + (f" (pid {pid})" if pid else ""))
+            holder = scheduler_lock.holder(ws)
+            who = "" if holder is None else f" (pid {holder[0]})"
+            if holder is not None and holder[1] == "daemon":
+                who = f" (the scheduler daemon, pid {holder[0]}: `agents stop` stops it)"
+            raise Conflict(f"a scheduler is already running in {ws.root}{who}")
         scheduler = Scheduler(ws, mode=mode, until=until)
         scheduler.deadline = deadline
         if on_event is not None:
             scheduler.trace = Trace(ws.trace_path, listener=on_event)
-        return asyncio.run(scheduler.serve())
+        handled = asyncio.run(scheduler.serve())
+        if interruptible and scheduler.signalled is not None:
+            name = signal.Signals(scheduler.signalled).name
+            raise Interrupted(scheduler.signalled, f"stopped by {name}; unanswered messages stay queued")
+        return handled
 
 
 def wait(
@@ -113,12 +156,16 @@ def wait(
     serve: bool = True,
     on_poll: Poll | None = None,
     on_event: Listener | None = None,
+    chains: list[str] | None = None,
 ) -> dict[str, TurnRecord]:
-    """Wait for the turn records of `message_ids`, serving the queue meanwhile if no scheduler runs.
-    `on_poll` is called while another process serves; `on_event` sees the trace events while we serve.
-    Raises WaitTimeout (holding the records that came) when `timeout` seconds pass first."""
+    """Wait for the turn records of `message_ids`: on the scheduler daemon (started if no scheduler runs), else
+    serving the queue meanwhile if no scheduler runs. `chains`: the messages' chains, whose turns then use our
+    environment. `on_poll` is called while another process serves; `on_event` sees the trace events while we
+    serve. Raises WaitTimeout (holding the records that came) when `timeout` seconds pass first."""
     records = TurnRecords(ws.turns_dir)
     deadline = None if timeout is None else time.monotonic() + timeout
+    if serve and daemon_client.enabled(ws):
+        daemon_client.wait(ws, message_ids, chains or [], deadline, on_poll)  # then as below: records, or serve
     while True:
         done = {m: r for m in message_ids if (r := records.get(m)) is not None}
         if len(done) == len(message_ids):
@@ -130,7 +177,7 @@ def wait(
             )
         if serve:
             try:
-                run_scheduler(ws, "until", set(message_ids), deadline, on_event)
+                run_scheduler(ws, "until", set(message_ids), deadline, on_event, interruptible=True)
                 continue
             except Conflict:
                 pass  # someone else serves; just wait, and take over if they stop before we are answered
@@ -162,7 +209,7 @@ class SendResult:
         """One line saying why the turn did not answer, or None."""
         return None if self.ok else f"{self.message.recipient}: {self.record.status}: {self.record.error}"
 
-    def as_json(self) -> dict:
+    def as_json(self) -> dict[str, Any]:
         usage = self.record.usage
         return {
             "message_id": self.message.id,
@@ -183,7 +230,7 @@ def collect_reply(
     on_event: Listener | None = None,
 ) -> SendResult:
     """Wait for the reply to a published message (WaitTimeout after `timeout` seconds)."""
-    records = wait(ws, [message.id], timeout, on_poll=on_poll, on_event=on_event)
+    records = wait(ws, [message.id], timeout, on_poll=on_poll, on_event=on_event, chains=[message.chain_id])
     return SendResult(message, records[message.id])
 
 
@@ -228,7 +275,7 @@ class BroadcastResult:
             return "timeout"
         return "failed" if any(r.error is not None for r in self.replies) else "answered"
 
-    def rows(self) -> list[dict]:
+    def rows(self) -> list[dict[str, Any]]:
         return [{"agent": r.agent, "reply": r.reply, "error": r.error} for r in self.replies]
 
 
@@ -236,7 +283,11 @@ def broadcast_targets(ws: Workspace, tags: list[str], sender: str = USER) -> lis
     """The agents having every tag, but the sender. UsageError without tags, NotFound without agents."""
     if not tags:
         raise UsageError("no tags: give at least one tag")
-    names = [a.name for a in AgentStore(ws).matching(tags).agents if a.name != sender]
+    report = AgentStore(ws).matching(tags)
+    if report.errors:  # a broken file may be one of the targets: send to none rather than to some, silently
+        more = f" (and {len(report.errors) - 1} more)" if len(report.errors) > 1 else ""
+        raise InvalidFile(f"{report.errors[0]}{more}; fix it before broadcasting (nothing was sent)")
+    names = [a.name for a in report.agents if a.name != sender]
     if not names:
         raise NotFound(f"no agent has all of the tags {', '.join(tags)}")
     return names
@@ -253,7 +304,8 @@ def collect_replies(
     """Wait for the replies to published messages; on timeout, the replies that came in time."""
     timed_out: WaitTimeout | None = None
     try:
-        records = wait(ws, [m.id for m in messages], timeout, on_poll=on_poll, on_event=on_event)
+        chains = list(dict.fromkeys(m.chain_id for m in messages))
+        records = wait(ws, [m.id for m in messages], timeout, on_poll=on_poll, on_event=on_event, chains=chains)
     except WaitTimeout as exc:
         timed_out, records = exc, exc.records
     missing = f"no reply within {timeout:g}s (still queued)" if timed_out else "no reply"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shlex
 import subprocess
+import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -17,6 +18,7 @@ from letta_cli.cli.common import (
     confirm_or_refuse,
     err_console,
     out,
+    plain_table,
     print_json,
     read_message,
     table,
@@ -114,6 +116,9 @@ def register(app: typer.Typer) -> None:
             warn(f"error: {line}")
         if json_out:
             print_json([agent_json(a) for a in report.agents])
+        elif not sys.stdout.isatty():
+            rows = [(a.name, a.model or "(default)", ",".join(a.tags), a.description) for a in report.agents]
+            plain_table(("name", "model", "tags", "description"), rows)
         else:
             t = table("name", "model", "tags", "description")
             for a in report.agents:

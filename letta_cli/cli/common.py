@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass
 from types import ModuleType
 from typing import TYPE_CHECKING, Any, TextIO
@@ -135,6 +136,16 @@ def confirm_or_refuse(yes: bool, question: str) -> None:
     import typer
 
     typer.confirm(question, abort=True, err=True)
+
+
+def plain_table(columns: tuple[str, ...], rows: Sequence[tuple[str, ...]]) -> None:
+    """The table as aligned plain text on stdout, for a pipe: the layout of table() without a terminal (cells
+    cleaned like the console's, flattened to one line, never folded), and without importing rich."""
+    cells = [tuple(for_terminal(c).replace("\n", " ") for c in row) for row in [columns, *rows]]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(columns))]
+    lines = [" | ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in cells]
+    lines.insert(1, "-+-".join("-" * w for w in widths))
+    sys.stdout.write("\n".join(lines) + "\n")
 
 
 def table(*columns: str) -> Table:

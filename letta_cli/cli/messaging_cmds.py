@@ -2,18 +2,19 @@
 
 from __future__ import annotations
 
+import sys
 from typing import Annotated
 
 import typer
 
-from letta_cli.cli.common import G, info, lazy, out, print_json, read_message, table, workspace
+from letta_cli.cli.common import G, info, lazy, out, print_json, read_message, table, workspace, write_text
 from letta_cli.core.errors import ModelFailure, UsageError
 from letta_cli.core.models import USER
 from letta_cli.core.names import split_csv
 
 client = lazy("letta_cli.app.messaging")
-agents = lazy("letta_cli.app.agents")
 progress_view = lazy("letta_cli.cli.progress_view")
+daemon = lazy("letta_cli.app.daemon_client")
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON (stable format, see docs/cli.md).")]
 TimeoutOpt = Annotated[
@@ -38,8 +39,8 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Send a message to an agent and print its reply.
 
-        If no scheduler runs (`agents run --watch`), this command serves the queue itself until the reply
-        is ready, so scripts need no daemon.
+        If no scheduler runs, this command starts the scheduler daemon (it exits when idle; `agents status`,
+        `agents stop`; AGENTS_DAEMON=0: serve in this process instead), so scripts need no set-up.
 
         Examples:
           agents send researcher "What is a memory block?"
@@ -48,9 +49,9 @@ def register(app: typer.Typer) -> None:
           agents send boss --tool send_message_to_agents_matching_all_tags "Poll the workers"
         """
         ws = workspace()
-        agents.get(ws, name)  # before reading stdin: an unknown agent fails at once
+        client.check_agent(ws, name)  # the agent exists: before reading stdin, an unknown agent fails at once
         body = read_message(message)
-        [msg] = client.publish(ws, [name], body, sender=sender, force_tool=tool)
+        [msg] = client.publish(ws, [name], body, sender=sender, force_tool=tool, wait=not no_wait)
         if no_wait:
             print_json({"message_id": msg.id, "agent": name, "status": "queued"}) if json_out else out().print(msg.id)
             return
@@ -58,6 +59,8 @@ def register(app: typer.Typer) -> None:
             result = client.collect_reply(ws, msg, timeout, on_poll=progress.on_poll, on_event=progress.on_event)
         if json_out:
             print_json(result.as_json())
+        elif result.reply and not sys.stdout.isatty():
+            write_text(result.reply)  # the same cleaning as the console's, without importing rich
         elif result.reply:
             out().print(result.reply, markup=False, highlight=False)
         if result.failure is not None:
@@ -87,7 +90,7 @@ def register(app: typer.Typer) -> None:
             raise UsageError("--tags is empty: give at least one tag")
         names = client.broadcast_targets(ws, wanted, sender)  # before reading stdin
         body = read_message(message)
-        messages = client.publish(ws, names, body, sender=sender, kind="broadcast")
+        messages = client.publish(ws, names, body, sender=sender, kind="broadcast", wait=not no_wait)
         if no_wait:
             print_json(client.queued(messages)) if json_out else out().print("\n".join(m.id for m in messages))
             return
@@ -125,3 +128,20 @@ def register(app: typer.Typer) -> None:
             print_json({"handled": handled})
         else:
             info(f"handled {handled} message(s)")
+
+    @app.command("stop")
+    def stop_cmd(json_out: JsonOpt = False) -> None:
+        """Stop the scheduler daemon (turns it is running stay queued; the next send starts a new one).
+
+        `agents send` and `broadcast` start the daemon when no scheduler runs; it exits by itself after
+        limits.daemon_idle_timeout seconds without work. A scheduler of `agents run` is not stopped here.
+
+        Example: agents stop
+        """
+        stopped = daemon.stop(workspace())
+        if json_out:
+            print_json({"stopped": stopped is not None, "pid": stopped.get("pid") if stopped else None})
+        elif stopped is None:
+            write_text("no scheduler daemon is running")
+        else:
+            write_text(f"stopped the scheduler daemon (pid {stopped.get('pid')})")

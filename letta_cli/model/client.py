@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from letta_cli.core.errors import ModelFailure
 from letta_cli.core.models import Usage
-from letta_cli.core.secrets import redact  # also engine/retry.py's redactor, by this name
+from letta_cli.core.secrets import redact
 from letta_cli.model.endpoint import Endpoint, NoEndpoint
 
 if TYPE_CHECKING:
@@ -30,43 +30,70 @@ class Completion:
     cached_tokens: int = 0  # of the prompt tokens, those the server had evaluated before (if it says)
 
 
+POOL_MAX = 8  # AsyncOpenAI clients per endpoint at most
+PER_CLIENT = 16  # requests in flight on each before another client is opened
+
+
 class ModelClient:
-    """One AsyncOpenAI client per endpoint, shared by all turns on the event loop."""
+    """AsyncOpenAI clients per endpoint, shared by all turns on the event loop: one, and more (up to POOL_MAX)
+    while many requests are in flight. One client's connection pool looks at every idle connection each time
+    a request is assigned, so its cost grows with the square of the requests in flight (docs/benchmarks.md)."""
 
     def __init__(self, timeout: float, retries: int):
         self.timeout = timeout
         self.retries = retries
-        self._clients: dict[tuple[str | None, str], AsyncOpenAI] = {}
+        self._clients: dict[tuple[str | None, str], list[AsyncOpenAI]] = {}
+        self._load: dict[tuple[str | None, str], list[int]] = {}
 
-    def _client(self, endpoint: Endpoint) -> AsyncOpenAI:
+    def prepare(self, endpoint: Endpoint) -> None:
+        """Import the SDK and build the endpoint's first client now (the import takes most of a second)."""
+        self._pick(endpoint)
+
+    def _pick(self, endpoint: Endpoint) -> tuple[list[int], int]:
+        """The least busy client of the endpoint (a new one if all are busy): its load list and index."""
         key = (endpoint.base_url, endpoint.api_key)
-        if key not in self._clients:
+        clients = self._clients.setdefault(key, [])
+        load = self._load.setdefault(key, [])
+        best = min(range(len(load)), key=load.__getitem__, default=None)
+        if best is None or (load[best] >= PER_CLIENT and len(clients) < POOL_MAX):
             from openai import AsyncOpenAI
 
-            self._clients[key] = AsyncOpenAI(
-                api_key=endpoint.api_key, base_url=endpoint.base_url, timeout=self.timeout, max_retries=self.retries
+            clients.append(
+                AsyncOpenAI(
+                    api_key=endpoint.api_key, base_url=endpoint.base_url, timeout=self.timeout, max_retries=self.retries
+                )
             )
-        return self._clients[key]
+            load.append(0)
+            best = len(clients) - 1
+        return load, best
 
     async def complete(
         self,
         endpoint: Endpoint,
-        messages: list[dict],
-        tools: list[dict],
-        tool_choice: str | dict | None = None,
+        messages: list[dict[str, Any]],
+        tools: list[dict[str, Any]],
+        tool_choice: str | dict[str, Any] | None = None,
         temperature: float | None = None,
         max_tokens: int | None = None,
     ) -> Completion:
-        kwargs: dict[str, Any] = {"model": endpoint.model, "messages": messages}
+        # The request is JSON-ready already, so it goes in as extra_body: the SDK's recursive transform of typed
+        # params (most of its CPU on a 100-agent broadcast) has nothing to walk; the body sent is the same.
+        body: dict[str, Any] = {"messages": messages}
         if tools:  # strict servers reject tool_choice without tools
-            kwargs["tools"] = tools
-            kwargs["tool_choice"] = tool_choice or "auto"
+            body["tools"] = tools
+            body["tool_choice"] = tool_choice or "auto"
         if temperature is not None:
-            kwargs["temperature"] = temperature
+            body["temperature"] = temperature
         if max_tokens is not None:  # max_tokens, not max_completion_tokens: llama.cpp ignores the latter
-            kwargs["max_tokens"] = max_tokens
+            body["max_tokens"] = max_tokens
+        load, i = self._pick(endpoint)
+        client = self._clients[(endpoint.base_url, endpoint.api_key)][i]
+        load[i] += 1
         started = time.monotonic()
-        response = await self._client(endpoint).chat.completions.create(**kwargs)
+        try:
+            response = await client.chat.completions.create(model=endpoint.model, messages=[], extra_body=body)
+        finally:
+            load[i] -= 1
         duration = time.monotonic() - started
         content, calls = _reply(response)
         u = getattr(response, "usage", None)
@@ -79,9 +106,11 @@ class ModelClient:
         return Completion(content, calls, usage, duration, _count(getattr(details, "cached_tokens", 0)))
 
     async def close(self) -> None:
-        for client in self._clients.values():
-            await client.close()
+        for clients in self._clients.values():
+            for client in clients:
+                await client.close()
         self._clients.clear()
+        self._load.clear()
 
 
 def _reply(response: Any) -> tuple[str | None, list[dict[str, Any]]]:
@@ -110,9 +139,9 @@ def _reply(response: Any) -> tuple[str | None, list[dict[str, Any]]]:
         call_id = getattr(tc, "id", None)
         calls.append(
             {
-                "id": str(call_id) if call_id else f"call_{i}",
+                "id": utf8(str(call_id)) if call_id else f"call_{i}",
                 "type": "function",
-                "function": {"name": utf8(str(getattr(fn, "name", "") or "")), "arguments": utf8(arguments)},
+                "function": {"name": utf8(str(getattr(fn, "name", "") or "")), "arguments": json_utf8(arguments)},
             }
         )
     return (None if content is None else utf8(content)), calls
@@ -125,6 +154,19 @@ def utf8(text: str) -> str:
     except UnicodeEncodeError:
         return text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
     return text
+
+
+def json_utf8(arguments: str) -> str:
+    """JSON text whose escapes may spell a lone surrogate (`\\ud83d`, half an emoji): with it replaced by
+    U+FFFD, so what the arguments say can be stored (as they are if they hold none)."""
+    arguments = utf8(arguments)
+    if "\\u" not in arguments.lower():
+        return arguments
+    try:
+        decoded = json.dumps(json.loads(arguments), ensure_ascii=False)
+    except (ValueError, RecursionError):
+        return arguments  # not JSON: the tool's validator says so to the model
+    return arguments if utf8(decoded) == decoded else utf8(decoded)
 
 
 def _count(value: Any) -> int:

@@ -4,6 +4,7 @@ the embedded local model."""
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from letta_cli.core.config import DEFAULT_MODEL
@@ -29,18 +30,20 @@ class Endpoint:
         return f"Endpoint(model={self.model!r}, base_url={self.base_url!r})"
 
 
-def resolve_endpoint(ws: Workspace, agent: AgentDef) -> Endpoint:
+def resolve_endpoint(ws: Workspace, agent: AgentDef, env: Mapping[str, str] | None = None) -> Endpoint:
     """Agent file, then agents.toml, then OPENAI_* variables; "local" (or nothing configured but the local
     extra installed) means the embedded model server. This may block for minutes (it starts that server and
-    waits for it): never call it on an event loop (the scheduler runs it in a thread of its own)."""
+    waits for it): never call it on an event loop (the scheduler runs it in a thread of its own).
+    `env`: the variables to read (the scheduler daemon passes the sender's); None: this process's."""
+    env = os.environ if env is None else env
     cfg = ws.config
     key_env = agent.api_key_env or cfg.api_key_env
-    api_key = os.environ.get(key_env) or ""
-    base_url = agent.base_url or cfg.base_url or os.environ.get("OPENAI_BASE_URL") or None
-    model = agent.model or cfg.model or os.environ.get("AGENTS_MODEL")
+    api_key = env.get(key_env) or ""
+    base_url = agent.base_url or cfg.base_url or env.get("OPENAI_BASE_URL") or None
+    model = agent.model or cfg.model or env.get("AGENTS_MODEL")
     remember(api_key)  # whatever the variable is called, its value is blanked from every text from now on
     remember_url(base_url)
-    auto_local = model is None and not api_key and not base_url and not os.environ.get("AGENTS_NO_LOCAL_DEFAULT")
+    auto_local = model is None and not api_key and not base_url and not env.get("AGENTS_NO_LOCAL_DEFAULT")
     if model == "local" or (auto_local and _local_available()):
         from letta_cli.model import local as localmodel
 

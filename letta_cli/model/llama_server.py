@@ -61,10 +61,10 @@ def _counter(llama: Any) -> _EvalCounter:
 def _grammar_text(schema: str, first: tuple[str, ...]) -> str:
     from llama_cpp.llama_grammar import json_schema_to_gbnf
 
-    return json_schema_to_gbnf(schema, list(first))
+    return str(json_schema_to_gbnf(schema, list(first)))
 
 
-def _grammar(schema: dict) -> Any:
+def _grammar(schema: dict[str, Any]) -> Any:
     """The grammar of a call's arguments. Properties with a choice of values (an enum: the agent to message,
     the block to edit) come first, so the model picks them right after reading the request, before it writes
     a long text that would pull it elsewhere."""
@@ -125,7 +125,9 @@ class _Generation:
         choice = out["choices"][0]
         return str(choice.get("text") or ""), str(choice.get("finish_reason") or "stop")
 
-    def call(self, messages: list[dict], tools: list[dict], name: str, max_tokens: int | None) -> str:
+    def call(
+        self, messages: list[dict[str, Any]], tools: list[dict[str, Any]], name: str, max_tokens: int | None
+    ) -> str:
         """The arguments of a forced call of `name`, as JSON text that matches its schema."""
         fn = next(t["function"] for t in tools if t["function"]["name"] == name)
         prompt = chat_template.render_prompt(messages, tools, forced=name)
@@ -156,15 +158,15 @@ class _Generation:
         }
 
 
-def fn_schema(fn: dict) -> dict:
+def fn_schema(fn: dict[str, Any]) -> dict[str, Any]:
     return chat_template.parameters(fn)
 
 
 def letta_chatml(
     *,
     llama: Any,
-    messages: list[dict],
-    tools: list[dict] | None = None,
+    messages: list[dict[str, Any]],
+    tools: list[dict[str, Any]] | None = None,
     tool_choice: Any = None,
     temperature: float = 0.2,
     top_p: float = 0.95,
@@ -254,7 +256,7 @@ def main() -> None:
 
     from llama_cpp.server.__main__ import main as serve
 
-    serve()
+    serve()  # type: ignore[no-untyped-call]
 
 
 if __name__ == "__main__":

@@ -95,7 +95,7 @@ def _remove_record(ws: Workspace) -> None:
 
 # --- processes -------------------------------------------------------------------------------------------
 
-_children: dict[int, subprocess.Popen] = {}  # servers this process started, so it can reap them
+_children: dict[int, subprocess.Popen[bytes]] = {}  # servers this process started, so it can reap them
 
 
 def _is_server(pid: int) -> bool:
@@ -146,7 +146,7 @@ def _listening(port: int) -> bool:
 def _free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+        return int(s.getsockname()[1])
 
 
 def _check_port(port: int) -> None:
@@ -220,7 +220,7 @@ def log_tail(ws: Workspace, lines: int = 8) -> str:
     return "\n".join([line for line in text.splitlines() if line.strip()][-lines:])
 
 
-def _spawn(ws: Workspace, gguf: Path, port: int, *, detached: bool) -> subprocess.Popen:
+def _spawn(ws: Workspace, gguf: Path, port: int, *, detached: bool) -> subprocess.Popen[bytes]:
     ws.ensure_state()
     path = log_path(ws)
     with storage_errors(str(path)):  # a symbolic link planted there: one clear line, never written through
@@ -237,7 +237,7 @@ def _spawn(ws: Workspace, gguf: Path, port: int, *, detached: bool) -> subproces
         )
 
 
-def _start(ws: Workspace, port: int | None, *, detached: bool) -> tuple[ServerInfo, subprocess.Popen]:
+def _start(ws: Workspace, port: int | None, *, detached: bool) -> tuple[ServerInfo, subprocess.Popen[bytes]]:
     """Spawn the server and record it (the caller holds the lock)."""
     gguf = check_installed()
     if port is None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -200,15 +201,22 @@ def flag_argv(values: dict[str, Any]) -> list[str]:
     return out
 
 
-async def execute(ws: Workspace, d: Declared, values: dict[str, Any], *, agent: str, call: str) -> Result:
-    """Run the command once with these (valid) arguments."""
+async def execute(
+    ws: Workspace, d: Declared, values: dict[str, Any], *, agent: str, call: str, env: Mapping[str, str] | None = None
+) -> Result:
+    """Run the command once with these (valid) arguments; `env`: the sender's environment (None: ours)."""
     spec = d.spec
     argv = spec.argv(sys.executable) + (flag_argv(values) if spec.flags else [])
     ours = {"AGENTS_WORKSPACE": str(ws.root), "AGENTS_AGENT": agent, "AGENTS_TOOL": d.name, "AGENTS_CALL_ID": call}
     stdin = json.dumps(values, ensure_ascii=False).encode()
     try:
         outcome = await run_command(
-            argv, stdin, cwd=ws.root, env=scrubbed_env(spec.env, ours), timeout=spec.timeout, limit=spec.output_limit
+            argv,
+            stdin,
+            cwd=ws.root,
+            env=scrubbed_env(spec.env, ours, env),
+            timeout=spec.timeout,
+            limit=spec.output_limit,
         )
     except OSError as exc:
         return Result(None, f"{d.name}: cannot run {argv[0]!r}: {exc.strerror or exc}", None, 0)
@@ -245,7 +253,7 @@ async def run_in_turn(ctx: TurnContext, d: Declared, values: dict[str, Any]) -> 
         if not d.spec.idempotent:
             await asyncio.to_thread(calls.started, mid, key, d.name)
             crashpoint("after_tool_started")
-        result = await execute(ctx.ws, d, values, agent=ctx.agent.name, call=key)
+        result = await execute(ctx.ws, d, values, agent=ctx.agent.name, call=key, env=ctx.env)
         crashpoint("after_tool_exit")
     await asyncio.to_thread(calls.finished, mid, key, d.name, result.to_json())
     return answer(result, key, replayed=False)
