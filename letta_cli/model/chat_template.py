@@ -161,7 +161,7 @@ def bind_named_choices(schema: dict[str, Any], request: str) -> dict[str, Any]:
     return {**schema, "properties": bound}
 
 
-def fits(args: dict[str, Any], schema: dict) -> bool:
+def fits(args: dict[str, Any], schema: dict[str, Any]) -> bool:
     """The arguments name only the schema's properties and every required one (the values are the tool's to
     check). SmolLM2 writes calls with made-up keys (`"sentence"` for `"message"`) and repeats them step after step."""
     props = schema.get("properties")
