@@ -180,7 +180,9 @@ class Demo:
         self.verdict(
             target == "supervisor" and ran,
             "worker-3's message reached the supervisor, whose own turn then ran",
-            f"the small model sent worker-3's message to {target or 'nobody'}, not the supervisor",
+            "the supervisor's turn did not run"
+            if target == "supervisor"
+            else f"the small model sent worker-3's message to {target or 'nobody'}, not the supervisor",
         )
 
     def observe(self) -> None:
