@@ -79,9 +79,15 @@ def token_report(root: Path, title: str) -> float:
     first = {}
     for c in calls:
         first.setdefault(c["agent"], c["prompt_tokens"] - c.get("cached_tokens", 0))
+    first_sent: dict[str, int] = {}
+    for c in calls:
+        first_sent.setdefault(c["agent"], c["prompt_tokens"])
+    later_sent, later_evaluated = sent - sum(first_sent.values()), evaluated - sum(first.values())
     print(
         f"   total: {len(calls)} model calls, {sent} prompt tokens sent, {evaluated} evaluated "
-        f"({evaluated / max(sent, 1):.0%}); of these, {sum(first.values())} in each agent's first call"
+        f"({evaluated / max(sent, 1):.0%}); of these, {sum(first.values())} in each agent's first call "
+        f"(nothing cached yet but the tools' header); after them: {later_evaluated} of {later_sent} "
+        f"({later_evaluated / max(later_sent, 1):.0%})"
     )
     return evaluated / max(sent, 1)
 

@@ -187,3 +187,40 @@ def test_an_answer_ends_where_it_copies_the_memory_markup_and_an_empty_one_is_as
     assert out["choices"][0]["message"] == {"role": "assistant", "content": "I bring cake."}
     assert all("<block" in stops and "<memory_blocks" in stops for stops in llama.stops)
     assert llama.prompts[0] == llama.prompts[1]  # the same prompt: nothing evaluated twice
+
+
+def test_a_free_call_whose_arguments_do_not_fit_the_schema_is_generated_again_under_it():
+    from letta_cli.model.llama_server import letta_chatml
+
+    assert ct.fits({"label": "team"}, TOOL["function"]["parameters"])
+    assert not ct.fits({"sentence": "b"}, TOOL["function"]["parameters"])  # unknown key, required one missing
+    assert not ct.fits({}, TOOL["function"]["parameters"])
+
+    class Bound(ScriptedLlama):
+        def create_completion(self, *, grammar=None, **kw):
+            self.grammars = [*getattr(self, "grammars", []), grammar]
+            return super().create_completion(**kw)
+
+    llama = Bound('<tool_call>{"name": "core_memory_append", "arguments": {"sentence": "b"}}', '{"label": "team"}')
+    out = letta_chatml(llama=llama, messages=MESSAGES, tools=[TOOL], tool_choice="auto")
+    (call,) = out["choices"][0]["message"]["tool_calls"]
+    assert call["function"]["arguments"] == '{"label": "team"}' and llama.grammars[0] is None
+    assert llama.grammars[1] is not None and llama.prompts[1].endswith('"arguments": ')
+
+
+def test_a_call_written_as_bare_json_where_text_is_asked_for_is_asked_again():
+    from letta_cli.model.llama_server import letta_chatml
+
+    class Tokens(ScriptedLlama):
+        def tokenize(self, data, add_bos=False):
+            return [ord(data.decode()[-1])]
+
+        def create_completion(self, *, logit_bias=None, **kw):
+            self.biases = [*getattr(self, "biases", []), logit_bias]
+            return super().create_completion(**kw)
+
+    llama = Tokens("[", "They bring cake.")  # stopped at '{"name":' after the '['
+    out = letta_chatml(llama=llama, messages=MESSAGES, tools=[TOOL], tool_choice="none")
+    assert out["choices"][0]["message"]["content"] == "They bring cake."
+    assert '{"name":' in llama.stops[0] and llama.biases[0] is None
+    assert {ord("<"), ord("{"), ord("[")} <= set(llama.biases[1])

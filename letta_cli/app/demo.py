@@ -169,7 +169,10 @@ class Demo:
         self.echo("\n# 5. Fire-and-forget: worker-3 notifies the supervisor; the supervisor's turn runs afterwards.")
         self.bound_note()
         self.agents("send", "worker-3", "--tool", ASYNC, "Tell the supervisor that you bring games.", check=False)
-        self.agents("run", check=False)  # serve what is still queued: the supervisor's turn
+        self.echo("#    The scheduler daemon that the sends started runs the supervisor's turn in the background;")
+        self.echo("#    stop it (a turn it is running goes back to the queue) and serve what is left here.")
+        self.agents("stop", check=False)
+        self.agents("run", check=False)
         evs = self.new_events()
         calls = self.calls(evs, "worker-3", ASYNC)
         target = calls[0]["args"].get("other_agent_id") if calls else None
@@ -177,7 +180,9 @@ class Demo:
         self.verdict(
             target == "supervisor" and ran,
             "worker-3's message reached the supervisor, whose own turn then ran",
-            f"the small model sent worker-3's message to {target or 'nobody'}, not the supervisor",
+            "the supervisor's turn did not run"
+            if target == "supervisor"
+            else f"the small model sent worker-3's message to {target or 'nobody'}, not the supervisor",
         )
 
     def observe(self) -> None:
@@ -289,6 +294,9 @@ def run_demo(directory: Path | None, model: str | None, echo: Callable[[str], No
     try:
         demo.run()
     finally:
+        from letta_cli.app import daemon_client
+
+        daemon_client.stop(Workspace(root))  # the scheduler daemon the sends started, if it still runs
         if chosen == "local":
             from letta_cli.model import local as localmodel
 

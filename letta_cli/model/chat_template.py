@@ -24,7 +24,10 @@ TOOLS_HEADER = (
 SENTENCE_ENDS = ".!?"
 # The markup of the memory the engine sends (engine/prompt.py). A small model copies it into its answers
 # (`<block label="team" ...>`, `<block_label>`); an answer ends where it starts.
-MARKUP_STOPS = ["<memory_blocks", "</memory_blocks", "<block", "</block", "<value>", "</value>", "<description>"]
+# And it writes tool calls as bare JSON (`[{"name": "send_message_...", "arguments": ...`) where text is asked for.
+MARKUP_STOPS = [
+    "<memory_blocks", "</memory_blocks", "<block", "</block", "<value>", "</value>", "<description>", '{"name":',
+]  # fmt: skip
 
 
 def text_of(content: Any) -> str:
@@ -159,6 +162,20 @@ def bind_named_choices(schema: dict[str, Any], request: str) -> dict[str, Any]:
         if len(named) == 1:
             bound[key] = {**prop, "enum": named}
     return {**schema, "properties": bound}
+
+
+def fits(args: dict[str, Any], schema: dict[str, Any]) -> bool:
+    """The arguments name only the schema's properties and every required one (the values are the tool's to
+    check). SmolLM2 writes calls with made-up keys (`"sentence"` for `"message"`) and repeats them step after step."""
+    props = schema.get("properties")
+    if isinstance(props, dict) and props and any(key not in props for key in args):
+        return False
+    return all(key in args for key in schema.get("required") or [])
+
+
+def before_stop(text: str) -> str:
+    """An answer cut at a stop, without what opened the stopped part (the `[` of a bare JSON call list)."""
+    return text.rstrip().rstrip("[").rstrip()
 
 
 def whole_sentences(text: str) -> str:

@@ -140,11 +140,13 @@ class _Generation:
             return text.strip()
 
     def text(self, prompt: str, max_tokens: int | None, stop: list[str]) -> tuple[str, str]:
-        """A text answer with no tool call: if the model starts one anyway (it only stopped at `<tool_call>`,
-        having said nothing), ask again with `<` ruled out."""
+        """A text answer with no tool call: if the model starts one anyway (it only stopped at `<tool_call>` or
+        a bare `{"name":`, having said nothing), ask again with `<`, `{` and `[` ruled out."""
         text, finish = self.run(prompt, max_tokens=max_tokens, stop=[*stop, chat_template.CALL_OPEN])
-        if not text.strip():
-            bias = {t: NO_BIAS for s in ("<", " <", "</") for t in self.llama.tokenize(s.encode(), add_bos=False)[:1]}
+        text = chat_template.before_stop(text)
+        if not text:
+            ruled_out = ("<", " <", "</", "{", " {", "[", " [", "[{")  # markup, and calls written as bare JSON
+            bias = {t: NO_BIAS for s in ruled_out for t in self.llama.tokenize(s.encode(), add_bos=False)[:1]}
             text, finish = self.run(prompt, max_tokens=max_tokens, stop=stop, bias=bias)
         return (chat_template.whole_sentences(text) if finish == "length" else text.strip()), finish
 
@@ -215,6 +217,10 @@ def letta_chatml(
         if allow_calls:
             text, finish = gen.run(prompt, max_tokens=max_tokens, stop=[*stops, chat_template.CALL_CLOSE])
             head, args, name = chat_template.parse_call(text, names)
+            head = chat_template.before_stop(head)
+            if name is not None and args is not None:  # arguments that do not fit: generated again, bound
+                fn = next(t["function"] for t in tools if t["function"]["name"] == name)
+                args = args if chat_template.fits(args, fn_schema(fn)) else None
             if name is not None:
                 arguments = json.dumps(args) if args is not None else gen.call(messages, tools, name, max_tokens)
                 calls.append((name, arguments))
