@@ -332,7 +332,7 @@ def test_status_json(cli, llm, ws):
             if res["scheduler"]["running"] and res["queue"]["new"] == 0 and res["last_event"] == "turn_end":
                 break
             time.sleep(0.1)
-        assert res["scheduler"] == {"running": True, "pid": watch.pid}
+        assert res["scheduler"] == {"running": True, "pid": watch.pid, "kind": "scheduler"}
         assert "running (pid" in cli.ok("status").out
     finally:
         watch.send_signal(signal.SIGTERM)

@@ -105,7 +105,8 @@ def spawn(ws: Workspace) -> subprocess.Popen:
         return proc
     ws.ensure_state()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "letta_cli.app.daemon", str(ws.root)],
+        # -P: never import from the workspace folder (a cloned repository may hold anything)
+        [sys.executable, "-P", "-m", "letta_cli.app.daemon", str(ws.root)],
         cwd=ws.root,
         stdin=subprocess.DEVNULL,
         stdout=subprocess.DEVNULL,
