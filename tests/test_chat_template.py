@@ -153,3 +153,37 @@ def test_the_handler_refuses_to_force_an_unknown_tool():
 
     with pytest.raises(ValueError, match="tool_choice names 'nope'"):
         letta_chatml(llama=ScriptedLlama(), messages=MESSAGES, tools=[TOOL], tool_choice={"function": {"name": "nope"}})
+
+
+def test_a_forced_call_binds_the_one_choice_the_request_names():
+    schema = {
+        "type": "object",
+        "properties": {
+            "other_agent_id": {"type": "string", "enum": ["supervisor", "worker-2", "worker-21"]},
+            "message": {"type": "string"},
+        },
+    }
+    messages = [*MESSAGES[:2], {"role": "user", "content": "Ask worker-2 what they bring."}]
+    bound = ct.bind_named_choices(schema, ct.request_text(messages))
+    assert bound["properties"]["other_agent_id"]["enum"] == ["worker-2"]
+    assert (
+        bound["properties"]["message"] == {"type": "string"}
+        and schema["properties"]["other_agent_id"]["enum"][0] == "supervisor"
+    )
+    # none named, two named, or only inside a longer id: the model chooses among them all
+    for request in ("Ask someone.", "Ask worker-2 and the supervisor.", "Ask worker-21x or worker-2x."):
+        assert ct.bind_named_choices(schema, request) == schema
+    assert ct.bind_named_choices(schema, "Ask worker-21.")["properties"]["other_agent_id"]["enum"] == ["worker-21"]
+    assert ct.request_text([{"role": "system", "content": "worker-2"}]) == ""
+
+
+def test_an_answer_ends_where_it_copies_the_memory_markup_and_an_empty_one_is_asked_again():
+    """SmolLM2 copies the prompt's `<block label=...>` into replies: the server stops there; an answer with
+    nothing before it (`<block_label> ...`) is asked again for text."""
+    from letta_cli.model.llama_server import letta_chatml
+
+    llama = ScriptedLlama("", "I bring cake.")
+    out = letta_chatml(llama=llama, messages=MESSAGES, tools=[TOOL], tool_choice="auto")
+    assert out["choices"][0]["message"] == {"role": "assistant", "content": "I bring cake."}
+    assert all("<block" in stops and "<memory_blocks" in stops for stops in llama.stops)
+    assert llama.prompts[0] == llama.prompts[1]  # the same prompt: nothing evaluated twice

@@ -68,3 +68,19 @@ def test_a_step_the_model_gets_wrong_is_said_plainly(tmp_path: Path, llm: FakeLL
     assert res.returncode == 0, res.stderr
     assert "NOT DONE: the small model sent worker-3's message to worker-1, not the supervisor" in res.stdout
     assert "5 of 6 checks passed" in res.stdout
+
+
+def test_echoed_commands_fit_the_width_and_can_be_typed_as_shown():
+    import shlex
+
+    from letta_cli.app.demo import command_lines
+
+    system = "You supervise a picnic team. Sum up what the workers say in one short sentence."
+    argv = ["agents", "create", "supervisor", "-t", "supervisor", "--tools", BROADCAST, "--system", system]
+    shown = command_lines(argv, 100)
+    assert all(len(line) <= 100 for line in shown.splitlines()) and shown.count("\\\n") == 1
+    assert "--system 'You supervise" in shown  # an option stays with its value
+    assert shlex.split(shown.removeprefix("$ ").replace("\\\n", "")) == argv
+    narrow = command_lines(argv, 60)  # a value too long for a line of its own goes on the line after its option
+    assert "--system \\\n    'You supervise" in narrow and shlex.split(narrow[2:].replace("\\\n", "")) == argv
+    assert command_lines(["agents", "list"], 100) == "$ agents list"

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from letta_cli.core.errors import StorageError
 from letta_cli.model import chat_template
 from letta_cli.model import local as localmodel
 from letta_cli.store.workspace import Workspace
@@ -298,6 +299,39 @@ def test_without_llama_cpp_serve_says_what_to_install(tmp_path, ws):
     assert "not installed (llama-cpp-python has no server module)" in res.err
     assert "pip install 'letta-cli[local]'" in res.err and "-DGGML_NATIVE=OFF" in res.err
     assert "local model not installed" in cli.ok("model", "status").out
+
+
+def test_a_log_planted_as_a_symlink_is_one_clear_error_and_never_followed(tmp_path, ws):
+    """.agents/model-server.log as a symbolic link (a cloned .agents/): starting the server says so in one
+    line (exit 8, storage) and writes nothing through it; the log's tail, quoted in errors, is not read
+    through it either."""
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious\n")
+    state = ws / ".agents"
+    state.mkdir()
+    (state / "model-server.log").symlink_to(victim)
+    workspace = Workspace(ws)
+    assert localmodel.log_tail(workspace) == ""
+    with pytest.raises(StorageError, match=r"model-server\.log is a symbolic link; state files are never written"):
+        localmodel._spawn(workspace, Path("/m/x.gguf"), 1, detached=True)
+    assert victim.read_text() == "precious\n" and not localmodel.record_path(workspace).exists()
+
+
+def test_cli_serve_with_a_planted_log_symlink_says_so_in_one_line(tmp_path, ws):
+    needs_model()
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious\n")
+    weights = tmp_path / "weights.gguf"
+    weights.write_bytes(b"GGUF")
+    (ws / ".agents").mkdir()
+    (ws / ".agents" / "model-server.log").symlink_to(victim)
+    res = CLI(ws, {**base_env(tmp_path), "LETTA_CLI_GGUF": str(weights)})("model", "serve")
+    assert res.code == 8, res.err
+    assert res.err.strip().splitlines() == [
+        f"agents: error: {ws.resolve()}/.agents/model-server.log is a symbolic link; "
+        "state files are never written through one"
+    ]
+    assert victim.read_text() == "precious\n" and not (ws / ".agents" / "model-server.json").exists()
 
 
 def test_a_stale_record_is_removed(tmp_path):

@@ -377,11 +377,17 @@ def test_a_replayed_tool_call_with_the_same_edit_key_is_a_no_op(workspace, store
     assert store.get("team").revision == 2
 
 
-def test_only_the_last_50_edit_keys_are_kept(workspace, store, alice):
-    for i in range(55):
-        tool(workspace, alice, "memory_rethink", edit_key=f"k{i}", label="persona", new_memory=str(i))
-    keys = store.get("persona", "alice").recent_edit_keys
-    assert keys == [f"k{i}" for i in range(5, 55)]
+def test_edit_keys_are_kept_until_their_turn_is_committed(workspace, store, alice, ws: Path):
+    """Not the last N edits: every key of a turn not yet committed stays (a replay needs them all)."""
+    turn, other = "01a00000-0000-7000-8000-00000000000a", "01a00000-0000-7000-8000-00000000000b"
+    for i in range(70):
+        tool(workspace, alice, "memory_rethink", edit_key=f"{turn}:{i}:h", label="persona", new_memory=str(i))
+    assert store.get("persona", "alice").recent_edit_keys == [f"{turn}:{i}:h" for i in range(70)]
+    turns = ws / ".agents" / "turns"
+    turns.mkdir(parents=True, exist_ok=True)
+    (turns / f"{turn}.json").write_text("{}")  # committed: its keys are dropped at the next edit
+    tool(workspace, alice, "memory_rethink", edit_key=f"{other}:0:h", label="persona", new_memory="x")
+    assert store.get("persona", "alice").recent_edit_keys == [f"{other}:0:h"]
 
 
 def test_a_crash_after_the_write_then_a_replay_applies_the_edit_once(workspace, store, alice, ws: Path):

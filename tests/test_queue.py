@@ -33,7 +33,9 @@ def test_claim_records_attempts_in_the_name_and_retry_keeps_them(tmp_path):
     q.publish(msg())
     [entry], _ = q.scan()
     claimed = q.claim(entry)
-    assert claimed.attempts == 1 and claimed.path.name.endswith(".a1.json")
+    assert claimed.attempts == 1 and claimed.path.name == f"{entry.id}.json"
+    q.begin(claimed)
+    assert claimed.path.name.endswith(".a1.json")
     q.retry(claimed, delay=30)
     [entry], _ = q.scan()
     assert entry.attempts == 1 and entry.not_before > time.time() + 20
@@ -44,7 +46,7 @@ def test_recover_puts_interrupted_work_back(tmp_path):
     q = make(tmp_path)
     q.publish(msg())
     [entry], _ = q.scan()
-    q.claim(entry)
+    q.begin(q.claim(entry))
     (q.dirs["tmp"] / "leftover").write_text("half")
     assert q.depths()["cur"] == 1
     assert q.recover() == 1
@@ -77,6 +79,6 @@ def test_corrupt_files_are_quarantined_not_blocking(tmp_path):
     assert strays == ["garbage.txt"]
     q.quarantine_strays(strays)
     assert q.claim(entries[0]) is None  # the corrupt one
-    assert (q.dirs["corrupt"] / f"{bad_id}.a1.json").exists()
-    assert "unreadable" in (q.dirs["corrupt"] / f"{bad_id}.a1.json.error.txt").read_text()
+    assert (q.dirs["corrupt"] / f"{bad_id}.json").exists()
+    assert "unreadable" in (q.dirs["corrupt"] / f"{bad_id}.json.error.txt").read_text()
     assert q.claim(entries[1]).message == good

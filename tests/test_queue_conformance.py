@@ -121,7 +121,9 @@ def test_claim_counts_the_attempt_and_ack_forgets(queue):
 
 def test_retry_waits_until_not_before_and_keeps_counting(queue):
     queue.publish(msg())
-    queue.retry(claim_one(queue), delay=30)
+    claimed = claim_one(queue)
+    queue.begin(claimed)
+    queue.retry(claimed, delay=30)
     [entry] = waiting(queue)
     assert entry.attempts == 1 and entry.not_before > time.time() + 20
     [item] = queue.items(("new",))
@@ -133,6 +135,7 @@ def test_retry_waits_until_not_before_and_keeps_counting(queue):
 def test_release_does_not_count_the_attempt(queue):
     queue.publish(msg())
     claimed = claim_one(queue)
+    queue.begin(claimed)
     queue.release(claimed)
     assert not queue.in_flight(claimed)
     [entry] = waiting(queue)
@@ -142,12 +145,29 @@ def test_release_does_not_count_the_attempt(queue):
 
 def test_recover_moves_in_flight_work_back_with_its_attempt(queue):
     queue.publish(msg())
-    claim_one(queue)
+    queue.begin(claim_one(queue))
     assert queue.recover() == 1
     assert queue.depths() == {"new": 1, "cur": 0, "dead": 0, "corrupt": 0}
     [entry] = waiting(queue)
     assert entry.attempts == 1  # the interrupted attempt still counts
     assert queue.recover() == 0
+
+
+def test_a_claim_that_never_began_does_not_count(queue):
+    """A process killed between its claim and its first model call (its start-up) uses up no attempt."""
+    queue.publish(msg())
+    for _ in range(3):
+        claimed = claim_one(queue)
+        assert claimed.attempts == 1 and queue.in_flight(claimed)
+        assert queue.recover() == 1
+    [entry] = waiting(queue)
+    assert entry.attempts == 0 and entry.not_before == 0.0
+    claimed = claim_one(queue)
+    queue.begin(claimed)
+    queue.begin(claimed)  # idempotent
+    assert queue.in_flight(claimed) and queue.recover() == 1
+    [entry] = waiting(queue)
+    assert entry.attempts == 1
 
 
 # -------------------------------------------------------------------------------------------- dead letters
@@ -225,6 +245,7 @@ def test_listing_reports_each_state(backend, queue):
     in_flight = queue.claim(entries[cur.id])
     gone = queue.claim(entries[dead.id])
     assert in_flight is not None and gone is not None
+    queue.begin(in_flight)
     queue.dead_letter(gone, "gave up")
     broken = "01a00000-0000-7000-8000-00000000beef"
     backend.put_unreadable(queue, broken)

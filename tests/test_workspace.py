@@ -35,6 +35,7 @@ def tree(tmp_path: Path) -> Path:
 
 def test_explicit_folder_wins_over_everything(tree: Path, monkeypatch):
     monkeypatch.setenv("AGENTS_HOME", str(tree / "outer"))
+    (tree / "anywhere").mkdir()
     found = Workspace.find(tree / "anywhere", cwd=tree / "outer" / "inner")
     assert found.root == tree / "anywhere"
 

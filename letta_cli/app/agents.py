@@ -1,17 +1,19 @@
 """Agent definitions as library calls: init a workspace, create, list, show, delete, tag and edit agents.
 
-Every change goes through AgentStore.save (or, for a person's edit, AgentStore.save_file), so a file is
-only ever written whole and valid.
+Every change goes through the AgentStore's locked read-modify-write (AgentStore.update; a person's edit:
+AgentStore.save_file, refused if the file changed while the editor was open), so a file is only ever written
+whole and valid, and two shells never lose each other's changes.
 """
 
 from __future__ import annotations
 
 import contextlib
+import shutil
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import ValidationError
 
@@ -19,11 +21,12 @@ from letta_cli.core.config import describe_validation
 from letta_cli.core.errors import InvalidFile, UsageError
 from letta_cli.core.models import AgentDef
 from letta_cli.core.names import check_agent_name, check_name
-from letta_cli.store.agents import AgentExists, AgentStore, LoadReport, dump_agent
+from letta_cli.store.agents import AgentChanged, AgentExists, AgentStore, LoadReport, dump_agent
 from letta_cli.store.workspace import Workspace, init_workspace
 from letta_cli.tools.registry import builtin_tools
 
 __all__ = [  # AgentExists: what create() raises for a name that is taken (the CLI adds its --force hint)
+    "AgentChanged",
     "AgentExists",
     "Draft",
     "agent_json",
@@ -54,7 +57,7 @@ def read_text_file(path: Path) -> str:
         raise UsageError(f"cannot read {path}: {getattr(exc, 'strerror', None) or exc}") from None
 
 
-def agent_json(agent: AgentDef, path: Path | None = None) -> dict:
+def agent_json(agent: AgentDef, path: Path | None = None) -> dict[str, Any]:
     """An agent as --json shows it (with the path of its file, when known)."""
     data = agent.model_dump(mode="json")
     if path is not None:
@@ -80,7 +83,7 @@ def new_agent(
     for tool in [*(tools or []), *([first_tool] if first_tool else [])]:
         if tool not in known:
             raise UsageError(f"unknown tool {tool!r}; built-in tools: {', '.join(known)}")
-    data: dict = {"name": name, "description": description, "tags": tags or []}
+    data: dict[str, Any] = {"name": name, "description": description, "tags": tags or []}
     if model:
         data["model"] = model
     if system is not None:
@@ -93,7 +96,7 @@ def new_agent(
     return _validated(name, data)
 
 
-def _validated(name: str, data: dict) -> AgentDef:
+def _validated(name: str, data: dict[str, Any]) -> AgentDef:
     try:
         return AgentDef.model_validate(data)
     except ValidationError as exc:
@@ -138,16 +141,15 @@ def delete(ws: Workspace, name: str) -> Path:
 
 
 def tag(ws: Workspace, name: str, add: list[str] | None = None, remove: list[str] | None = None) -> AgentDef:
-    """Remove tags, then add tags (at the end, in order); an unchanged file is never rewritten."""
-    store = AgentStore(ws)
-    agent = store.get(name)
-    removed = set(remove or ())
-    tags = [t for t in agent.tags if t not in removed] + [t for t in dict.fromkeys(add or ()) if t not in agent.tags]
-    if tags == agent.tags:
-        return agent
-    agent = _validated(name, {**agent.model_dump(), "tags": tags})
-    store.save(agent, overwrite=True)
-    return agent
+    """Remove tags, then add tags (at the end, in order), in one locked read-modify-write; an unchanged file
+    is never rewritten."""
+    removed, added = set(remove or ()), list(dict.fromkeys(add or ()))
+
+    def change(agent: AgentDef) -> AgentDef:
+        tags = [t for t in agent.tags if t not in removed] + [t for t in added if t not in agent.tags]
+        return agent if tags == agent.tags else _validated(name, {**agent.model_dump(), "tags": tags})
+
+    return AgentStore(ws).update(name, change)
 
 
 # --------------------------------------------------------------------------------------------------- edit
@@ -167,13 +169,19 @@ class Draft:
         return self.ws.agent_file(self.name)
 
     def save(self) -> Literal["saved", "unchanged"]:
+        """Keep the edit if it is valid and the file is still as the editor opened it. AgentChanged if it
+        was changed or deleted meanwhile: nothing is saved, and the edit is kept in a file it names."""
         if self.path.read_bytes() == self.original:
             return "unchanged"
         try:
-            AgentStore(self.ws).save_file(self.name, self.path)
+            AgentStore(self.ws).save_file(self.name, self.path, expected=self.original)
         except InvalidFile as exc:
             reason = str(exc).removeprefix(f"{self.path}: ")
             raise InvalidFile(f"{self.target}: the edit is invalid ({reason}); the file is unchanged") from None
+        except AgentChanged as exc:
+            kept = Path(tempfile.mkdtemp(prefix="agents-edit-")) / self.path.name
+            shutil.copyfile(self.path, kept)
+            raise AgentChanged(f"{exc}; your edit was not saved (it is kept in {kept})") from None
         return "saved"
 
 

@@ -6,6 +6,8 @@ same path the agents' memory tools take; appending uses the memory tool's own ed
 
 from __future__ import annotations
 
+from typing import Any
+
 from letta_cli.core import memory_edits
 from letta_cli.core.errors import InvalidFile
 from letta_cli.core.models import Block, BlockEdit
@@ -35,7 +37,7 @@ __all__ = [  # the errors are what these calls raise; the CLI adds which command
 ACTOR = "cli"  # who the change log says made a person's edits
 
 
-def block_json(ws: Workspace, block: Block) -> dict:
+def block_json(ws: Workspace, block: Block) -> dict[str, Any]:
     """A block as --json shows it: its fields, its size, whether it is shared, and its file."""
     data = block.model_dump(mode="json")
     data["chars"] = len(block.value)
@@ -51,7 +53,9 @@ def memory(ws: Workspace, name: str) -> tuple[list[Block], str]:
     return blocks, render_memory(blocks)
 
 
-def list_blocks(ws: Workspace, *, every_agent: bool = False, agent: str | None = None) -> tuple[list[dict], list[str]]:
+def list_blocks(
+    ws: Workspace, *, every_agent: bool = False, agent: str | None = None
+) -> tuple[list[dict[str, Any]], list[str]]:
     """Shared blocks (each with the agents it is attached to), then the private blocks of every agent or of
     `agent`; and one error line per file that does not parse."""
     store = BlockStore(ws)

@@ -28,6 +28,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from letta_cli.app import daemon_client
 from letta_cli.core.ids import now
@@ -157,7 +158,7 @@ class Daemon:
             with contextlib.suppress(OSError, RuntimeError):
                 writer.close()
 
-    async def _answer(self, request: dict, reader: asyncio.StreamReader) -> dict | None:
+    async def _answer(self, request: dict[str, Any], reader: asyncio.StreamReader) -> dict[str, Any] | None:
         op = request.get("op")
         if op == "status":
             return self.describe()
@@ -201,7 +202,7 @@ class Daemon:
         while len(self.envs) > MAX_CHAINS:
             self.envs.pop(next(iter(self.envs)))
 
-    def describe(self) -> dict:
+    def describe(self) -> dict[str, Any]:
         return {
             "pid": os.getpid(),
             "since": self.since.isoformat(),
@@ -226,10 +227,10 @@ def _same_user(writer: asyncio.StreamWriter) -> bool:
     return bool(uid == os.getuid())
 
 
-def fingerprint(ws: Workspace) -> tuple:
+def fingerprint(ws: Workspace) -> tuple[Any, ...]:
     """What a daemon's behaviour depends on beyond the agent files (which it re-reads): agents.toml and the
     code of letta_cli itself (an upgrade, or a developer's edit, must not keep an old daemon serving)."""
-    parts: list[tuple] = []
+    parts: list[tuple[Any, ...]] = []
     with contextlib.suppress(OSError):
         st = ws.config_path.stat()
         parts.append((st.st_mtime_ns, st.st_size))

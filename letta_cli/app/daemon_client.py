@@ -27,7 +27,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from letta_cli.store import scheduler_lock
 from letta_cli.store.workspace import Workspace
@@ -39,7 +39,7 @@ START_SECONDS = 15.0  # how long a sender waits for a daemon it started (imports
 RETRY_SECONDS = 0.01
 POLL_SECONDS = 0.05  # how often a waiting sender calls on_poll (progress) and checks its deadline
 
-_spawned: dict[Path, subprocess.Popen] = {}  # daemons this process started, by workspace root
+_spawned: dict[Path, subprocess.Popen[bytes]] = {}  # daemons this process started, by workspace root
 
 Waited = Literal["done", "timeout", "unavailable"]
 
@@ -113,7 +113,7 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def spawn(ws: Workspace) -> subprocess.Popen:
+def spawn(ws: Workspace) -> subprocess.Popen[bytes]:
     """Start a daemon for `ws` (in its own session, detached from our terminal) unless this process already
     started one that still runs. It inherits our environment: the default for messages nobody announced."""
     proc = _spawned.get(ws.root)
@@ -137,7 +137,7 @@ def link(ws: Workspace, *, start: bool) -> socket.socket | None:
     """A connection to the workspace's daemon; with `start`, start one if no scheduler runs. None: no daemon
     (another kind of scheduler serves, or ours did not come up): the caller serves as before."""
     give_up = time.monotonic() + START_SECONDS
-    mine: subprocess.Popen | None = None
+    mine: subprocess.Popen[bytes] | None = None
     while True:
         sock = _connect(ws)
         if sock is not None:
@@ -158,7 +158,7 @@ def _env() -> dict[str, str]:
     return dict(os.environ)
 
 
-def _call(sock: socket.socket, request: dict) -> dict | None:
+def _call(sock: socket.socket, request: dict[str, Any]) -> dict[str, Any] | None:
     """Send one request and read one answer; None if the daemon went away."""
     try:
         sock.sendall(json.dumps(request).encode() + b"\n")
@@ -167,7 +167,7 @@ def _call(sock: socket.socket, request: dict) -> dict | None:
         return None
 
 
-def _read(sock: socket.socket, timeout: float | None, buffer: bytearray | None = None) -> dict | None:
+def _read(sock: socket.socket, timeout: float | None, buffer: bytearray | None = None) -> dict[str, Any] | None:
     buf = bytearray() if buffer is None else buffer
     while b"\n" not in buf:
         if timeout is not None and not select.select([sock], [], [], timeout)[0]:
@@ -236,7 +236,7 @@ def wait(
         # the daemon went away or is retiring (stale): find or start the next one
 
 
-def status(ws: Workspace) -> dict | None:
+def status(ws: Workspace) -> dict[str, Any] | None:
     """What the running daemon says of itself, or None if none answers."""
     sock = _connect(ws) if ws.state_dir.is_dir() else None
     if sock is None:
@@ -247,7 +247,7 @@ def status(ws: Workspace) -> dict | None:
     return answer if answer and "pid" in answer else None
 
 
-def stop(ws: Workspace) -> dict | None:
+def stop(ws: Workspace) -> dict[str, Any] | None:
     """Ask the daemon to stop (its running turns are cancelled and stay queued); what it was, or None."""
     sock = _connect(ws) if ws.state_dir.is_dir() else None
     if sock is None:

@@ -12,9 +12,11 @@ import json
 import os
 import re
 import shlex
+import shutil
 import subprocess
 import sys
 import tempfile
+import textwrap
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -34,7 +36,7 @@ APPEND = "core_memory_append"
 TEAM_NOTES = "Picnic on Saturday at the park by the river."
 WORKERS = {"worker-1": "sandwiches", "worker-2": "lemonade", "worker-3": "a frisbee"}
 WORKER_SYSTEM = "You are {name}. You bring {food} to the team picnic. Answer in one short sentence."
-SUPERVISOR_SYSTEM = "You are the supervisor of a picnic team. Sum up what the workers say in one short sentence."
+SUPERVISOR_SYSTEM = "You supervise a picnic team. Sum up what the workers say in one short sentence."
 # Small prompts and short answers keep a 135M model on 2 CPU cores quick and within its context. Two model calls
 # per turn: a tool call (forced where a step needs one), then the answer, with no second tool call.
 LOCAL_CONFIG = (
@@ -62,14 +64,16 @@ class Demo:
     # --- running commands ------------------------------------------------------------------------------
 
     def agents(self, *args: str, check: bool = True) -> str:
-        """Run `agents ...` in the workspace folder, echoing the command as typed and printing its output."""
-        self.echo(f"\n$ agents {' '.join(shlex.quote(a) for a in args)}")
+        """Run `agents ...` in the workspace folder, echoing the command as typed and printing its output, both
+        as wide as the terminal (100 columns if there is none)."""
+        width = terminal_width()
+        self.echo("\n" + command_lines(["agents", *args], width))
         argv = [sys.executable, "-m", "letta_cli", *args]
-        env = {**os.environ, "COLUMNS": os.environ.get("COLUMNS", "120")}
+        env = {**os.environ, "COLUMNS": str(width)}
         proc = subprocess.run(argv, cwd=self.root, env=env, check=False, stdout=subprocess.PIPE, text=True)
         out = proc.stdout.rstrip("\n")
-        if out:
-            self.echo(out)
+        if out:  # tables and trees are drawn to the width; a long plain line (a reply) is wrapped between words
+            self.echo("\n".join(_wrap(line, width) for line in out.splitlines()))
         if check and proc.returncode != 0:
             raise DemoFailed(f"`agents {args[0]}` failed with exit code {proc.returncode}")
         return out
@@ -121,8 +125,8 @@ class Demo:
         )
 
     def supervisor_broadcast(self) -> None:
-        self.echo(f"\n# 2. The supervisor asks every worker with Letta's {BROADCAST} (--tool: its first call)")
-        self.echo("#    and collects their replies; then it sums them up.")
+        self.echo(f"\n# 2. The supervisor asks every worker with Letta's {BROADCAST}")
+        self.echo("#    (--tool makes it the turn's first call), collects their replies, then sums them up.")
         ask = "Ask the workers what they bring, then sum it up."
         self.agents("send", "supervisor", "--tool", BROADCAST, ask, check=False)
         evs = self.new_events()
@@ -137,6 +141,7 @@ class Demo:
 
     def wait_for_reply(self) -> None:
         self.echo("\n# 3. Request/response: worker-1 asks worker-2 and waits for the reply.")
+        self.bound_note()
         self.agents("send", "worker-1", "--tool", WAIT, "Ask worker-2 what they bring.", check=False)
         calls = self.calls(self.new_events(), "worker-1", WAIT)
         target = calls[0]["args"].get("other_agent_id") if calls else None
@@ -162,6 +167,7 @@ class Demo:
 
     def fire_and_forget(self) -> None:
         self.echo("\n# 5. Fire-and-forget: worker-3 notifies the supervisor; the supervisor's turn runs afterwards.")
+        self.bound_note()
         self.agents("send", "worker-3", "--tool", ASYNC, "Tell the supervisor that you bring games.", check=False)
         self.agents("run", check=False)  # serve what is still queued: the supervisor's turn
         evs = self.new_events()
@@ -184,6 +190,11 @@ class Demo:
         escaped = [r for r in replies if ENTITY.search(r)]
         self.verdict(not escaped, f"no HTML entity in any of {len(replies)} replies", f"{len(escaped)} escaped")
 
+    def bound_note(self) -> None:
+        if self.model == "local":
+            self.echo("#    (--tool forces the call; the local model's chat format binds the agent the request names,")
+            self.echo("#    the model writes the message.)")
+
     def calls(self, evs: list[dict[str, Any]], agent: str, tool: str) -> list[dict[str, Any]]:
         found = [e for e in evs if e.get("event") == "tool_call" and e.get("agent") == agent and e["tool"] == tool]
         return [{**e, "args": _json_object(e.get("arguments"))} for e in found]
@@ -199,7 +210,40 @@ class Demo:
         self.echo(f"\n# {self.passed} of {self.passed + len(self.failed)} checks passed in {took:.0f} s.")
         for missed in self.failed:
             self.echo(f"#   not done: {missed}")
-        self.echo(f"# The workspace is {self.root}; try: cd {shlex.quote(str(self.root))} && agents history worker-2")
+        self.echo(f"# The workspace is {self.root}; try:")
+        self.echo(f"#   cd {shlex.quote(str(self.root))} && agents history worker-2")
+
+
+def terminal_width() -> int:
+    """$COLUMNS, else the terminal's width, else 100."""
+    return max(40, shutil.get_terminal_size((100, 24)).columns)
+
+
+def command_lines(argv: list[str], width: int) -> str:
+    """`$ agents ...` as it could be typed: shell-quoted, continued with a backslash before the line would pass
+    `width` (an option stays on the line of its value)."""
+    words = [shlex.quote(a) for a in argv]
+    lines: list[str] = []
+    line = "$"
+    i = 0
+    while i < len(words):
+        # an option and its value move to the next line together
+        take = 2 if words[i].startswith("-") and i + 1 < len(words) and not words[i + 1].startswith("-") else 1
+        chunk = " ".join(words[i : i + take])
+        if take == 2 and 4 + len(chunk) > width - 2:  # too long even on a line of its own: the value goes on the next
+            take, chunk = 1, words[i]
+        if line.strip() not in ("", "$") and len(line) + 1 + len(chunk) > width - 2:
+            lines.append(line + " \\")
+            line = "   "
+        line = f"{line} {chunk}"
+        i += take
+    return "\n".join([*lines, line])
+
+
+def _wrap(line: str, width: int) -> str:
+    if len(line) <= width:
+        return line
+    return textwrap.fill(line, width, break_long_words=False, break_on_hyphens=False)
 
 
 def _json_object(text: Any) -> dict[str, Any]:

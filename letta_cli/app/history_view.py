@@ -44,9 +44,9 @@ def follow(ws: Workspace, name: str, last_turns: int | None = None) -> tuple[Fol
     return follower, lines
 
 
-def group_turns(lines: list[str]) -> list[tuple[str, list[dict]]]:
+def group_turns(lines: list[str]) -> list[tuple[str, list[dict[str, Any]]]]:
     """History lines grouped by turn, in file order."""
-    turns: dict[str, list[dict]] = {}
+    turns: dict[str, list[dict[str, Any]]] = {}
     for line in lines:
         entry = json.loads(line)
         turns.setdefault(entry.get("turn_id", "?"), []).append(entry)
@@ -61,7 +61,7 @@ def split_prefix(text: str) -> tuple[str | None, str]:
     return m["sender"], text[m.end() :]
 
 
-def call_summary(name: str, arguments: str | dict | None) -> str:
+def call_summary(name: str, arguments: str | dict[str, Any] | None) -> str:
     """`core_memory_append(label=notes)`: a tool call with its short, identifying arguments."""
     args = arguments
     if isinstance(args, str):
@@ -88,7 +88,7 @@ def tool_line(name: str, arguments: Any, result: str | None, failed: bool) -> st
     return f"→ {call_summary(name, arguments)} {mark}" + (f" {text}" if text and (failed or len(text) > 2) else "")
 
 
-def render_turn(entries: list[dict]) -> list[tuple[str, str]]:
+def render_turn(entries: list[dict[str, Any]]) -> list[tuple[str, str]]:
     """One turn of a history as (style, line) pairs: who said what, tool calls folded to one line each."""
     results = {e.get("tool_call_id"): e for e in entries if e.get("role") == "tool"}
     lines: list[tuple[str, str]] = []

@@ -7,12 +7,13 @@ answers, and where its log is.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 from letta_cli.model import local, local_setup
 from letta_cli.store.workspace import Workspace
 
 
-def _server_json(ws: Workspace, server: local.ServerInfo | None) -> dict:
+def _server_json(ws: Workspace, server: local.ServerInfo | None) -> dict[str, Any]:
     data: dict[str, object] = {"running": server is not None, "ready": bool(server and server.ready)}
     if server is not None:
         data.update(server.model_dump(mode="json"))
@@ -20,18 +21,18 @@ def _server_json(ws: Workspace, server: local.ServerInfo | None) -> dict:
     return data
 
 
-def serve(ws: Workspace, *, port: int | None = None) -> dict:
+def serve(ws: Workspace, *, port: int | None = None) -> dict[str, Any]:
     """Start the server in the background (or find the running one) and wait until it answers."""
     return _server_json(ws, local.serve(ws, port=port))
 
 
-def serve_foreground(ws: Workspace, *, port: int | None = None, on_start: Callable[[dict], None]) -> int:
+def serve_foreground(ws: Workspace, *, port: int | None = None, on_start: Callable[[dict[str, Any]], None]) -> int:
     """Run the server attached to this terminal until it exits or Ctrl-C; its exit code. `on_start` gets the
     server's record once the process is spawned (before it answers)."""
     return local.serve_foreground(ws, port=port, on_start=lambda server: on_start(_server_json(ws, server)))
 
 
-def status(ws: Workspace) -> dict:
+def status(ws: Workspace) -> dict[str, Any]:
     """Whether the workspace's server runs and answers, and where."""
     return _server_json(ws, local.status(ws))
 
@@ -46,6 +47,6 @@ def stop(ws: Workspace) -> bool:
     return local.stop(ws)
 
 
-def weights() -> dict:
+def weights() -> dict[str, Any]:
     """Where the weights are (LocalModelMissing if they are not installed), and whether the server is."""
     return {"gguf": str(local_setup.gguf_path()), "server_installed": local_setup.server_missing() is None}

@@ -13,13 +13,22 @@ in two steps: publish, then collect the replies.
 from __future__ import annotations
 
 import contextlib
+import signal
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from letta_cli.app import daemon_client
-from letta_cli.core.errors import Conflict, NotFound, StorageError, UsageError, WaitTimeout
+from letta_cli.core.errors import (
+    Conflict,
+    Interrupted,
+    InvalidFile,
+    NotFound,
+    StorageError,
+    UsageError,
+    WaitTimeout,
+)
 from letta_cli.core.ids import new_id
 from letta_cli.core.models import USER, Message, MessageKind, TurnRecord
 from letta_cli.store import scheduler_lock
@@ -101,7 +110,7 @@ def publish(
     return messages
 
 
-def queued(messages: list[Message]) -> list[dict]:
+def queued(messages: list[Message]) -> list[dict[str, Any]]:
     """What a command that does not wait reports: each message id, and where it went."""
     return [{"agent": m.recipient, "message_id": m.id, "status": "queued"} for m in messages]
 
@@ -112,9 +121,12 @@ def run_scheduler(
     until: set[str] | None = None,
     deadline: float | None = None,
     on_event: Listener | None = None,
+    *,
+    interruptible: bool = False,
 ) -> int:
     """Hold the scheduler lock and serve. Raises Conflict if another scheduler runs.
-    `on_event` sees every trace event this process emits while serving."""
+    `on_event` sees every trace event this process emits while serving. With `interruptible` (a waiting
+    command), a SIGINT or SIGTERM that stops the serving raises Interrupted: the messages stay queued."""
     import asyncio
 
     from letta_cli.engine.scheduler import Scheduler
@@ -130,7 +142,11 @@ def run_scheduler(
         scheduler.deadline = deadline
         if on_event is not None:
             scheduler.trace = Trace(ws.trace_path, listener=on_event)
-        return asyncio.run(scheduler.serve())
+        handled = asyncio.run(scheduler.serve())
+        if interruptible and scheduler.signalled is not None:
+            name = signal.Signals(scheduler.signalled).name
+            raise Interrupted(scheduler.signalled, f"stopped by {name}; unanswered messages stay queued")
+        return handled
 
 
 def wait(
@@ -161,7 +177,7 @@ def wait(
             )
         if serve:
             try:
-                run_scheduler(ws, "until", set(message_ids), deadline, on_event)
+                run_scheduler(ws, "until", set(message_ids), deadline, on_event, interruptible=True)
                 continue
             except Conflict:
                 pass  # someone else serves; just wait, and take over if they stop before we are answered
@@ -193,7 +209,7 @@ class SendResult:
         """One line saying why the turn did not answer, or None."""
         return None if self.ok else f"{self.message.recipient}: {self.record.status}: {self.record.error}"
 
-    def as_json(self) -> dict:
+    def as_json(self) -> dict[str, Any]:
         usage = self.record.usage
         return {
             "message_id": self.message.id,
@@ -259,7 +275,7 @@ class BroadcastResult:
             return "timeout"
         return "failed" if any(r.error is not None for r in self.replies) else "answered"
 
-    def rows(self) -> list[dict]:
+    def rows(self) -> list[dict[str, Any]]:
         return [{"agent": r.agent, "reply": r.reply, "error": r.error} for r in self.replies]
 
 
@@ -267,7 +283,11 @@ def broadcast_targets(ws: Workspace, tags: list[str], sender: str = USER) -> lis
     """The agents having every tag, but the sender. UsageError without tags, NotFound without agents."""
     if not tags:
         raise UsageError("no tags: give at least one tag")
-    names = [a.name for a in AgentStore(ws).matching(tags).agents if a.name != sender]
+    report = AgentStore(ws).matching(tags)
+    if report.errors:  # a broken file may be one of the targets: send to none rather than to some, silently
+        more = f" (and {len(report.errors) - 1} more)" if len(report.errors) > 1 else ""
+        raise InvalidFile(f"{report.errors[0]}{more}; fix it before broadcasting (nothing was sent)")
+    names = [a.name for a in report.agents if a.name != sender]
     if not names:
         raise NotFound(f"no agent has all of the tags {', '.join(tags)}")
     return names

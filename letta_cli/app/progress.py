@@ -19,16 +19,17 @@ from letta_cli.app.history_view import call_summary
 from letta_cli.core.models import Message
 from letta_cli.core.text import flatten
 from letta_cli.store.history import Follower
+from letta_cli.store.trace import well_typed
 from letta_cli.store.workspace import Workspace
 
 CATCH_UP_SECONDS = 1.0
 
 
-def _key(ev: dict) -> tuple:
+def _key(ev: dict[str, Any]) -> tuple[Any, ...]:
     return (ev.get("ts"), ev.get("event"), ev.get("message_id"), ev.get("step"), ev.get("tool"))
 
 
-def event_line(ev: dict) -> str | None:
+def event_line(ev: dict[str, Any]) -> str | None:
     """One readable line for a trace event (the `-v` stream), or None for events not worth a line."""
     kind, agent = ev.get("event"), ev.get("agent") or ev.get("sender") or "?"
     if kind == "message":
@@ -74,17 +75,17 @@ class Progress:
         self.names = {m.id: m.recipient for m in messages}
         self.on_line = on_line
         # from our own first message on: the turns may start before we get here
-        self.follower = Follower(ws.trace_path).at_line_with(messages[0].id)
+        self.follower = Follower(ws.trace_path, accept=well_typed).at_line_with(messages[0].id)
         self.working: dict[str, tuple[str, float]] = {}  # message id -> (agent, monotonic start)
         self.waiting_on: dict[str, set[str]] = {}  # message id -> requests its turn awaits
         self.answered: set[str] = set()
-        self.seen: set[tuple] = set()
+        self.seen: set[tuple[Any, ...]] = set()
         self.polled = False
         self.lock = threading.Lock()
 
     # --- feeding -----------------------------------------------------------------------------------
 
-    def on_event(self, ev: dict) -> None:
+    def on_event(self, ev: dict[str, Any]) -> None:
         """A trace listener (this process serves the queue)."""
         if ev.get("chain_id") in self.chains:
             self.seen.add(_key(ev))
@@ -120,7 +121,7 @@ class Progress:
                 continue
             self._feed(ev)
 
-    def _feed(self, ev: dict) -> None:
+    def _feed(self, ev: dict[str, Any]) -> None:
         kind, mid = ev.get("event"), str(ev.get("message_id"))
         with self.lock:
             if kind == "turn_start":

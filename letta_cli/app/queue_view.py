@@ -6,9 +6,10 @@ from __future__ import annotations
 import json
 import time
 from datetime import UTC, datetime
+from typing import Any
 
 from letta_cli.app.refs import clean_ref, matches
-from letta_cli.core.errors import Conflict, NotFound, UsageError
+from letta_cli.core.errors import Conflict, InvalidFile, NotFound, UsageError
 from letta_cli.core.ids import now
 from letta_cli.store.queue import STATES, QueueItem, State, open_queue
 from letta_cli.store.records import TurnRecords
@@ -18,7 +19,7 @@ from letta_cli.store.workspace import Workspace
 FOLDERS: tuple[State, ...] = STATES  # what the CLI calls the states: the folders of the maildir backend
 
 
-def _item_json(item: QueueItem, clock: float) -> dict:
+def _item_json(item: QueueItem, clock: float) -> dict[str, Any]:
     msg = item.message
     if msg is not None:
         age = (now() - msg.created_at).total_seconds()
@@ -42,7 +43,7 @@ def _item_json(item: QueueItem, clock: float) -> dict:
     }
 
 
-def queue_items(ws: Workspace, folders: tuple[State, ...] = FOLDERS) -> list[dict]:
+def queue_items(ws: Workspace, folders: tuple[State, ...] = FOLDERS) -> list[dict[str, Any]]:
     """Every message in these states, oldest first within each (UsageError for an unknown state)."""
     for folder in folders:
         if folder not in FOLDERS:
@@ -61,7 +62,7 @@ def _one(ws: Workspace, ref: str) -> QueueItem:
     return found[0]
 
 
-def queue_item(ws: Workspace, ref: str) -> dict:
+def queue_item(ws: Workspace, ref: str) -> dict[str, Any]:
     """One message in the queue (by id, or 8+ characters of its beginning or end), with what is stored and
     where, and why it died."""
     item = _one(ws, ref)
@@ -74,7 +75,7 @@ def queue_item(ws: Workspace, ref: str) -> dict:
     return data
 
 
-def requeue_dead(ws: Workspace, ref: str) -> dict:
+def requeue_dead(ws: Workspace, ref: str) -> dict[str, Any]:
     """Give a dead letter another chance: back to new with its attempts reset.
 
     Safe while a scheduler runs: the dead turn record goes first (else the scheduler would find it and
@@ -84,7 +85,11 @@ def requeue_dead(ws: Workspace, ref: str) -> dict:
     if item.state != "dead":
         raise Conflict(f"message {item.id} is in {item.state}/, not dead/; only dead letters can be retried")
     records = TurnRecords(ws.turns_dir)
-    record = records.get(item.id)
+    try:
+        record = records.get(item.id)
+    except InvalidFile:  # a dead letter's record that does not parse (a bug of ours buried it): start afresh
+        records.discard(item.id)
+        record = None
     if record is not None and record.status == "dead":
         records.discard(item.id)
     open_queue(ws.queue_dir).setup().requeue_dead(item.id)

@@ -3,6 +3,8 @@ Reads only, and never loads the engine."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from letta_cli.app import daemon_client
 from letta_cli.store import history, scheduler_lock
 from letta_cli.store.agents import AgentStore
@@ -12,7 +14,7 @@ from letta_cli.store.workspace import Workspace
 TRACE_TAIL_BYTES = 16 * 1024  # enough for the last event
 
 
-def status(ws: Workspace) -> dict:
+def status(ws: Workspace) -> dict[str, Any]:
     running = ws.state_dir.is_dir() and scheduler_lock.is_held(ws)
     depths = open_queue(ws.queue_dir).depths()
     last = history.tail(ws.trace_path, TRACE_TAIL_BYTES)

@@ -13,7 +13,7 @@ from letta_cli.store.trace import Trace
 from letta_cli.store.workspace import Workspace
 
 
-def events(ws: Workspace) -> Iterator[dict]:
+def events(ws: Workspace) -> Iterator[dict[str, Any]]:
     return Trace(ws.trace_path).events()
 
 
@@ -44,7 +44,7 @@ def last_chain(ws: Workspace) -> str:
             chain = ev.get("chain_id")
     if chain is None:
         raise NotFound("no message has been sent in this workspace yet")
-    return chain
+    return str(chain)
 
 
 COMMAND_FIELDS = ("exit_code", "timed_out", "replayed")
@@ -56,12 +56,12 @@ class _Turn:
     agent: str | None = None
     attempt: int = 0
     started_at: str | None = None
-    end: dict | None = None
-    model_calls: list[dict] = field(default_factory=list)
-    tool_calls: list[dict] = field(default_factory=list)
-    retries: list[dict] = field(default_factory=list)
+    end: dict[str, Any] | None = None
+    model_calls: list[dict[str, Any]] = field(default_factory=list[Any])
+    tool_calls: list[dict[str, Any]] = field(default_factory=list[Any])
+    retries: list[dict[str, Any]] = field(default_factory=list[Any])
 
-    def start(self, ev: dict) -> None:
+    def start(self, ev: dict[str, Any]) -> None:
         """A new attempt: what an earlier, failed attempt did is kept only as a retry note."""
         self.agent, self.attempt, self.started_at = ev.get("agent"), ev.get("attempt", 1), ev.get("ts")
         self.tool_calls = []
@@ -74,7 +74,7 @@ class _Turn:
             )
         self.end, self.model_calls, self.tool_calls = None, [], []
 
-    def as_json(self) -> dict:
+    def as_json(self) -> dict[str, Any]:
         end = self.end or {}
         status = end.get("status") or "running"
         this_try = [m for m in self.model_calls if m.get("attempt", 1) == (end.get("attempts") or self.attempt)]
@@ -103,9 +103,9 @@ class _Turn:
         }
 
 
-def chain_tree(ws: Workspace, chain_id: str) -> dict:
+def chain_tree(ws: Workspace, chain_id: str) -> dict[str, Any]:
     """The causal tree of one chain: each message, the turn it triggered, and the messages that turn sent."""
-    messages: dict[Any, dict] = {}
+    messages: dict[Any, dict[str, Any]] = {}
     turns: dict[Any, _Turn] = {}
     for ev in events(ws):
         if ev.get("chain_id") != chain_id:
@@ -132,7 +132,7 @@ def chain_tree(ws: Workspace, chain_id: str) -> dict:
     if not messages:
         raise NotFound(f"no chain {chain_id} in the trace")
 
-    def node(ev: dict) -> dict:
+    def node(ev: dict[str, Any]) -> dict[str, Any]:
         mid = ev["message_id"]
         return {
             "message_id": mid,
@@ -147,7 +147,7 @@ def chain_tree(ws: Workspace, chain_id: str) -> dict:
             "children": [node(c) for c in children.get(mid, [])],
         }
 
-    children: dict[Any, list[dict]] = {}
+    children: dict[Any, list[dict[str, Any]]] = {}
     roots = []
     for ev in messages.values():
         parent = ev.get("parent_id")

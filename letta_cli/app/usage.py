@@ -32,7 +32,7 @@ def parse_since(text: str, now_: datetime | None = None) -> datetime:
     return when if when.tzinfo else when.astimezone()
 
 
-def _ts(ev: dict) -> datetime | None:
+def _ts(ev: dict[str, Any]) -> datetime | None:
     try:
         return datetime.fromisoformat(ev["ts"])
     except (KeyError, TypeError, ValueError):
@@ -46,7 +46,7 @@ class Tally:
     model_calls: int = 0
     by_model: dict[str, list[int]] = field(default_factory=dict)
 
-    def add(self, ev: dict) -> None:
+    def add(self, ev: dict[str, Any]) -> None:
         p, c = int(ev.get("prompt_tokens") or 0), int(ev.get("completion_tokens") or 0)
         self.prompt_tokens += p
         self.completion_tokens += c
@@ -55,7 +55,7 @@ class Tally:
         per[0] += p
         per[1] += c
 
-    def as_json(self, prices: dict) -> dict:
+    def as_json(self, prices: dict[str, Any]) -> dict[str, Any]:
         priced = [(m, t) for m, t in self.by_model.items() if m in prices]
         cost = sum(t[0] * prices[m].prompt + t[1] * prices[m].completion for m, t in priced) / 1e6
         return {
@@ -67,7 +67,7 @@ class Tally:
         }
 
 
-def usage(ws: Workspace, agent: str | None = None, since: datetime | None = None) -> dict:
+def usage(ws: Workspace, agent: str | None = None, since: datetime | None = None) -> dict[str, Any]:
     """Tokens, model calls and estimated cost per agent, per chain and in all, summed from model_call
     events: every call counts, including nested wait-for-reply turns and attempts that were retried.
     NotFound for an `agent` that has neither usage nor a definition."""
@@ -76,7 +76,7 @@ def usage(ws: Workspace, agent: str | None = None, since: datetime | None = None
     agents: dict[Any, Tally] = {}
     chains: dict[Any, tuple[Tally, set[Any]]] = {}
     models: dict[Any, Tally] = {}
-    chain_info: dict[Any, dict] = {}
+    chain_info: dict[Any, dict[str, Any]] = {}
     for ev in events(ws):
         if ev.get("event") == "message" and ev.get("parent_id") is None:
             chain_info.setdefault(ev.get("chain_id"), {"started_at": ev.get("ts"), "body": clip(ev.get("body"), 80)})

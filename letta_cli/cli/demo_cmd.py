@@ -19,9 +19,10 @@ def register(app: typer.Typer) -> None:
         ] = None,
     ) -> None:
         """Run the demo: a supervisor and three workers with a shared memory block; a broadcast from the shell,
-        a supervisor broadcasting with its tool, a wait-for-reply exchange, an async message, then the traces.
+        a supervisor broadcasting with its tool, a wait-for-reply exchange, a shared-block edit seen by another
+        agent, an async message, then the traces and usage. Each step checks what the model did.
 
-        Uses the embedded local model unless OPENAI_API_KEY or OPENAI_BASE_URL is set.
+        Uses the embedded local model (no API key needed) unless OPENAI_API_KEY or OPENAI_BASE_URL is set.
 
         Examples:
           agents demo

@@ -8,7 +8,7 @@ import signal
 import sys
 import time
 from datetime import datetime
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -91,7 +91,7 @@ def follow(name: str, last: int | None, json_out: bool) -> None:
 # -------------------------------------------------------------------------------------------------- trace
 
 
-def turn_label(turn: dict | None) -> str:
+def turn_label(turn: dict[str, Any] | None) -> str:
     if turn is None:
         return "queued (no turn yet)"
     if turn["status"] == "running":
@@ -107,7 +107,7 @@ def turn_label(turn: dict | None) -> str:
     return " · ".join(parts)
 
 
-def add_message(tree: Tree, node: dict) -> None:
+def add_message(tree: Tree, node: dict[str, Any]) -> None:
     from rich.text import Text
 
     label = Text()
@@ -146,7 +146,7 @@ def cost(value: float | None) -> str:
     return "-" if value is None else f"${value:.4f}"
 
 
-def print_usage(report: dict) -> None:
+def print_usage(report: dict[str, Any]) -> None:
     console = out()
     t = table("agent", "calls", "prompt", "completion", "total", "cost")
     for row in report["agents"]:
@@ -274,7 +274,7 @@ def register(app: typer.Typer) -> None:
         report = usage_report.usage(workspace(), name, when)
         print_json(report) if json_out else print_usage(report)
 
-    def daemon_rows(daemon: dict | None) -> list[tuple[str, str]]:
+    def daemon_rows(daemon: dict[str, Any] | None) -> list[tuple[str, str]]:
         if daemon is None:
             return []
         return [

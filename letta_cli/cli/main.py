@@ -73,9 +73,21 @@ def register_commands(argv: list[str]) -> None:
             importlib.import_module(f"letta_cli.cli.{name}").register(app)
 
 
+def _is_utf8(arg: str) -> bool:
+    try:
+        arg.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def run(argv: list[str] | None = None) -> None:
     """Run the CLI; every user error becomes one line on stderr and a documented exit code."""
     args = argv if argv is not None else sys.argv[1:]
+    bad = next((i for i, arg in enumerate(args, 1) if not _is_utf8(arg)), None)
+    if bad is not None:  # bytes the OS gave that are not UTF-8 arrive as lone surrogates, which nothing stores
+        warn(f"error: argument {bad} is not valid UTF-8 text")
+        sys.exit(2)
     register_commands(args)
     command = typer.main.get_command(app)
     try:

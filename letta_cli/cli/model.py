@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -45,7 +45,7 @@ def serve_cmd(
     ws = workspace()
     if foreground:
 
-        def started(server: dict) -> None:
+        def started(server: dict[str, Any]) -> None:
             warn(f"serving {server['base_url']} (model {server['model']}); Ctrl-C stops it")
 
         raise typer.Exit(localmodel.serve_foreground(ws, port=port, on_start=started))

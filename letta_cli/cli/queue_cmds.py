@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -32,7 +32,7 @@ def ago(seconds: float | None) -> str:
     return f"{seconds:.0f}s"
 
 
-def print_queue(items: list[dict]) -> None:
+def print_queue(items: list[dict[str, Any]]) -> None:
     t = table("id", "folder", "attempts", "from → to", "age", "error")
     t.columns[0].no_wrap = True  # to paste into `agents queue show`
     for item in items:

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import stat
 import tomllib
 from pathlib import Path
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -13,8 +16,11 @@ from letta_cli.core.tool_specs import CommandToolSpec, check_tool_table
 DEFAULT_MODEL = "gpt-4o-mini"
 
 
+DAY = 86_400.0  # the longest a retry waits, a wait-for-reply waits, or a model request may take
+
+
 class Limits(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)  # inf/NaN pass `ge` and then overflow
 
     max_steps: int = Field(10, ge=1, le=1000, description="model calls per turn")
     history_messages: int = Field(40, ge=0, description="recent history entries sent with each request")
@@ -24,10 +30,10 @@ class Limits(BaseModel):
     broadcast_concurrency: int = Field(64, ge=1, description="turns a single broadcast runs at once")
     hop_limit: int = Field(8, ge=1, description="agent-to-agent hops in one chain")
     chain_turn_budget: int = Field(256, ge=1, description="agent-to-agent turns one chain may run")
-    max_attempts: int = Field(5, ge=1, description="tries before a message is dead-lettered")
-    retry_backoff: float = Field(0.5, ge=0, description="seconds before the first retry; doubles each time")
-    wait_timeout: float = Field(300.0, gt=0, description="seconds a wait-for-reply tool call waits")
-    model_timeout: float = Field(120.0, gt=0, description="seconds for one model request")
+    max_attempts: int = Field(5, ge=1, le=1000, description="tries before a message is dead-lettered")
+    retry_backoff: float = Field(0.5, ge=0, le=DAY, description="seconds before the first retry; doubles each time")
+    wait_timeout: float = Field(300.0, gt=0, le=DAY, description="seconds a wait-for-reply tool call waits")
+    model_timeout: float = Field(120.0, gt=0, le=DAY, description="seconds for one model request")
     model_retries: int = Field(4, ge=0, description="SDK retries on 429/5xx/timeouts per model request")
     max_tokens: int | None = Field(None, ge=1, description="completion tokens per model call (unset: the server's)")
     chain_token_budget: int | None = Field(None, ge=1, description="tokens one chain may use")
@@ -38,7 +44,7 @@ class Limits(BaseModel):
 
 
 class Price(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     prompt: float = Field(0.0, ge=0, description="USD per million prompt tokens")
     completion: float = Field(0.0, ge=0, description="USD per million completion tokens")
@@ -58,10 +64,10 @@ class WorkspaceConfig(BaseModel):
     _tool_names = field_validator("tools")(check_tool_table)
 
 
-def load_toml(path: Path) -> dict:
+def load_toml(path: Path) -> dict[str, Any]:
     """Parse a TOML file, naming the file (and line) on any error."""
     try:
-        text = path.read_text(encoding="utf-8")
+        text = read_regular(path).decode("utf-8")
     except UnicodeDecodeError:
         raise InvalidFile(f"{path}: not UTF-8 text") from None
     try:
@@ -70,6 +76,18 @@ def load_toml(path: Path) -> dict:
         raise InvalidFile(f"{path}: invalid TOML: {exc}") from None
     except RecursionError:
         raise InvalidFile(f"{path}: invalid TOML: nested too deeply") from None
+
+
+def read_regular(path: Path) -> bytes:
+    """A file's bytes; InvalidFile if it is not a regular file (a FIFO would block the read for ever)."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise InvalidFile(f"{path}: not a regular file")
+        with os.fdopen(os.dup(fd), "rb") as fh:
+            return fh.read()
+    finally:
+        os.close(fd)
 
 
 def describe_validation(path: Path | str, exc: ValidationError) -> str:

@@ -1,5 +1,7 @@
 """Errors a user can cause. The CLI turns each into one line on stderr and its exit code."""
 
+from typing import Any
+
 
 class AgentsError(Exception):
     """Base class: a problem the user can fix, reported without a traceback."""
@@ -32,7 +34,7 @@ class Conflict(AgentsError):
 class WaitTimeout(AgentsError):
     exit_code = 6
 
-    def __init__(self, message: str, records: dict | None = None):
+    def __init__(self, message: str, records: dict[str, Any] | None = None):
         super().__init__(message)
         self.records = records or {}  # the replies that did arrive in time
 
@@ -47,6 +49,14 @@ class StorageError(AgentsError):
     """The filesystem refused a write (EIO, ENOSPC, ...): we stop rather than guess."""
 
     exit_code = 8
+
+
+class Interrupted(AgentsError):
+    """A waiting command stopped by SIGINT or SIGTERM: exit 128 + the signal (130, 143), messages kept."""
+
+    def __init__(self, signum: int, message: str):
+        super().__init__(message)
+        self.exit_code = 128 + signum
 
 
 class ToolError(Exception):

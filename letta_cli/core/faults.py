@@ -37,7 +37,8 @@ def _fails() -> dict[str, tuple[int, int]]:
     for item in filter(None, os.environ.get("LETTA_CLI_FAIL_AT", "").split(",")):
         op, _, rest = item.partition(":")
         code, _, nth = rest.partition("@")
-        out[op] = (getattr(__import__("errno"), code, 5), int(nth) if nth.isdigit() else 1)
+        errno_code = -1 if code == "BUG" else getattr(__import__("errno"), code, 5)
+        out[op] = (errno_code, int(nth) if nth.isdigit() else 1)
     return out
 
 
@@ -45,9 +46,15 @@ _FAILS = _fails()
 _calls: dict[str, int] = {}
 
 
+class InjectedBug(RuntimeError):
+    """`op:BUG` raises this instead of an OSError: a bug of ours at that point (not a disk failure)."""
+
+
 def failpoint(op: str) -> None:
     if op in _FAILS:
         _calls[op] = _calls.get(op, 0) + 1
         code, start = _FAILS[op]
         if _calls[op] >= start:
+            if code == -1:
+                raise InjectedBug(f"injected at {op}")
             raise OSError(code, f"{os.strerror(code)} (injected at {op})")

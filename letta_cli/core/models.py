@@ -71,12 +71,12 @@ class ToolRules(BaseModel):
 class AgentLimits(BaseModel):
     """Per-agent overrides of the workspace limits; unset fields inherit."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     max_steps: int | None = Field(None, ge=1, le=1000)
     history_messages: int | None = Field(None, ge=0)
     history_chars: int | None = Field(None, ge=0)
-    wait_timeout: float | None = Field(None, gt=0)
+    wait_timeout: float | None = Field(None, gt=0, le=86_400)
     max_tokens: int | None = Field(None, ge=1)
 
 
@@ -99,7 +99,7 @@ class AgentDef(BaseModel):
     tool_rules: ToolRules = Field(default_factory=ToolRules)
     memory: AgentMemory = Field(default_factory=AgentMemory)
     limits: AgentLimits = Field(default_factory=AgentLimits)
-    temperature: float | None = Field(None, ge=0, le=2)
+    temperature: float | None = Field(None, ge=0, le=2, allow_inf_nan=False)
 
     @field_validator("name")
     @classmethod

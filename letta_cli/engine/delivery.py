@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from concurrent.futures import Executor
 
-from letta_cli.core.faults import crashpoint
+from letta_cli.core.faults import crashpoint, failpoint
 from letta_cli.core.models import Message, TurnRecord
 from letta_cli.store import history
 from letta_cli.store.queue import Claimed, MessageQueue
@@ -27,6 +27,7 @@ class Delivery:
         self.trace = trace
 
     def commit(self, record: TurnRecord) -> None:
+        failpoint("commit")
         self.records.commit(record)
         crashpoint("after_commit")
 

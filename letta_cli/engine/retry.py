@@ -11,11 +11,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from letta_cli.core.config import Limits
+from letta_cli.core.config import DAY, Limits
 from letta_cli.core.errors import AgentsError, StorageError
 from letta_cli.core.models import TurnStatus
+from letta_cli.core.secrets import redact
 from letta_cli.engine.budgets import BudgetExceeded
-from letta_cli.model.client import describe, is_model_error, is_permanent, redact
+from letta_cli.model.client import describe, is_model_error, is_permanent
 
 
 @dataclass(frozen=True)
@@ -56,8 +57,13 @@ def judge(exc: Exception, attempts: int, limits: Limits) -> Verdict:
         reason = describe(exc)
         if is_permanent(exc) or attempts >= limits.max_attempts:
             return Final("dead", reason)
-        return Retry(limits.retry_backoff * 2 ** (attempts - 1), reason)
+        return Retry(backoff(limits, attempts), reason)
     return Final("dead", internal_reason(exc), internal=True)
+
+
+def backoff(limits: Limits, attempts: int) -> float:
+    """Seconds before the next try: retry_backoff doubled per attempt, at most a day (never an overflow)."""
+    return min(limits.retry_backoff * 2.0 ** min(attempts - 1, 40), DAY)
 
 
 def storage_failure(exc: StorageError | OSError) -> StorageError:

@@ -31,7 +31,7 @@ from letta_cli.engine.budgets import Budgets
 from letta_cli.engine.delivery import Delivery
 from letta_cli.engine.intake import Intake, Mode
 from letta_cli.engine.replies import Replies
-from letta_cli.engine.retry import Final, Halt, Retry, judge, storage_failure
+from letta_cli.engine.retry import Final, Halt, Retry, internal_reason, judge, storage_failure
 from letta_cli.engine.turn import run_turn
 from letta_cli.model.client import ModelClient
 from letta_cli.model.endpoint import resolve_endpoint
@@ -61,10 +61,11 @@ class Scheduler:
         self.budgets = Budgets(self.limits)
         self.delivery = Delivery(ws, self.queue, self.records, Trace(ws.trace_path))
         self.replies = Replies(self.records, self._publish_requests)
-        self.busy: dict[str, asyncio.Task] = {}  # agent -> its running turn
+        self.busy: dict[str, asyncio.Task[None]] = {}  # agent -> its running turn
         self.handled = 0
         self.deadline: float | None = None  # monotonic time at which to stop (a waiting `send`'s timeout)
         self.fatal: BaseException | None = None
+        self.signalled: int | None = None  # the signal (SIGINT, SIGTERM) that stopped us, if one did
         self._slots: asyncio.Semaphore | None = None
         self._io: ThreadPoolExecutor | None = None  # commits and fsyncs overlap here, off the event loop
         self._wake: asyncio.Event | None = None
@@ -94,7 +95,7 @@ class Scheduler:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             with contextlib.suppress(NotImplementedError, RuntimeError):
-                loop.add_signal_handler(sig, self.stop)
+                loop.add_signal_handler(sig, self._on_signal, sig)
         self.queue.recover()
         sweep_temp_files(self.ws.state_dir)
         try:
@@ -113,6 +114,10 @@ class Scheduler:
         if self.fatal is not None:
             raise self.fatal
         return self.handled
+
+    def _on_signal(self, sig: int) -> None:
+        self.signalled = sig
+        self.stop()
 
     def stop(self) -> None:
         self._stopping = True
@@ -176,12 +181,43 @@ class Scheduler:
         except (StorageError, OSError) as exc:  # the disk refused a write: stop rather than guess
             self.fatal = storage_failure(exc)
             self.stop()
+        except Exception as exc:  # a bug of ours in the commit or the apply: the message must not stay stuck
+            await self._bury(claimed, exc, committed)
         finally:
             if self.busy.get(msg.recipient) is asyncio.current_task():
                 del self.busy[msg.recipient]
             self.intake.forget(msg.id)
             if self._wake is not None:
                 self._wake.set()
+
+    async def _bury(self, claimed: Claimed, exc: Exception, committed: bool) -> None:
+        """Dead-letter a message whose turn could not be committed or applied (a bug of ours: a value that
+        cannot be stored, a record that does not parse), with the reason, so no one waits for it for ever.
+        If even that fails, stop serving: the next start recovers the message."""
+        msg = claimed.message
+        reason = internal_reason(exc)
+        stack = clip("".join(traceback.format_exception(exc)), 8000)
+        loop = asyncio.get_running_loop()
+        try:
+            self.trace.emit(
+                "internal_error",
+                message_id=msg.id,
+                chain_id=msg.chain_id,
+                agent=msg.recipient,
+                attempt=claimed.attempts,
+                error=reason,
+                traceback=stack,
+            )
+            if committed:  # the record stands; only the queue file must not run again
+                await loop.run_in_executor(self._io, self.queue.dead_letter, claimed, reason)
+                return
+            record = self._final(msg, "dead", reason, claimed.attempts)
+            await loop.run_in_executor(self._io, self.records.commit, record)
+            await loop.run_in_executor(self._io, self.delivery.apply, record, claimed)
+            self.replies.delivered(record)
+        except Exception as again:
+            self.fatal = again if isinstance(again, AgentsError) else StorageError(f"cannot record a failure: {reason}")
+            self.stop()
 
     def _final(self, msg: Message, status: TurnStatus, error: str, attempts: int) -> TurnRecord:
         return TurnRecord(
@@ -222,6 +258,8 @@ class Scheduler:
         self.trace.emit("turn_start", **event, attempt=attempts)
         try:
             endpoint = await in_thread(resolve_endpoint, self.ws, agent, env)
+            self.client.prepare(endpoint)  # before the attempt counts: a kill during the import is not one
+            await asyncio.get_running_loop().run_in_executor(self._io, self.queue.begin, claimed)
             return await run_turn(ctx, self.client, endpoint)
         except Exception as exc:  # judged: model failures are retried, storage stops us, a bug is reported
             verdict = judge(exc, attempts, self.limits)

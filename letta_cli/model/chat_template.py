@@ -11,6 +11,7 @@ memory, and across agents with the same tools (and the same system prompt) the t
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 START, END = "<|im_start|>", "<|im_end|>"
@@ -21,6 +22,9 @@ TOOLS_HEADER = (
     "and nothing else. The tools:"
 )
 SENTENCE_ENDS = ".!?"
+# The markup of the memory the engine sends (engine/prompt.py). A small model copies it into its answers
+# (`<block label="team" ...>`, `<block_label>`); an answer ends where it starts.
+MARKUP_STOPS = ["<memory_blocks", "</memory_blocks", "<block", "</block", "<value>", "</value>", "<description>"]
 
 
 def text_of(content: Any) -> str:
@@ -34,7 +38,7 @@ def text_of(content: Any) -> str:
     return str(content)
 
 
-def describe_tools(tools: list[dict]) -> str:
+def describe_tools(tools: list[dict[str, Any]]) -> str:
     """The tools section: one compact JSON line per function (name, description, parameters)."""
     lines = [TOOLS_HEADER]
     for tool in tools:
@@ -44,7 +48,7 @@ def describe_tools(tools: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def parameters(fn: dict) -> dict:
+def parameters(fn: dict[str, Any]) -> dict[str, Any]:
     params = fn.get("parameters")
     return params if isinstance(params, dict) and params else {"type": "object", "properties": {}}
 
@@ -65,7 +69,7 @@ def call_prefix(name: str) -> str:
     return f'{CALL_OPEN}{{"name": {json.dumps(name, ensure_ascii=False)}, "arguments": '
 
 
-def render_message(message: dict, tools_section: str | None) -> str:
+def render_message(message: dict[str, Any], tools_section: str | None) -> str:
     role = str(message.get("role", "user"))
     text = text_of(message.get("content"))
     if role == "system" and tools_section:
@@ -80,7 +84,7 @@ def render_message(message: dict, tools_section: str | None) -> str:
     return f"{START}{role}\n{text}{END}\n"
 
 
-def render_prompt(messages: list[dict], tools: list[dict] | None, forced: str | None = None) -> str:
+def render_prompt(messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None, forced: str | None = None) -> str:
     """The whole prompt, ending where the assistant's answer (or the forced call's arguments) begins.
 
     The tools open the first system message (one is added in front if there is none), even when tool_choice
@@ -124,6 +128,37 @@ def parse_call(text: str, names: set[str]) -> tuple[str, dict[str, Any] | None, 
         return head.strip(), args if isinstance(args, dict) else None, name if name in names else None
     named = [n for n in names if f'"{n}"' in body]
     return head.strip(), None, named[0] if len(named) == 1 else None
+
+
+def request_text(messages: list[dict[str, Any]]) -> str:
+    """The text of the last user message: the request a forced call answers."""
+    for message in reversed(messages):
+        if message.get("role") == "user":
+            return text_of(message.get("content"))
+    return ""
+
+
+def _names(value: str, text: str) -> bool:
+    """`value` appears in `text` as a whole name (not inside a longer word or id: worker-2 is not in worker-21)."""
+    return re.search(rf"(?<![\w-]){re.escape(value)}(?![\w-])", text) is not None
+
+
+def bind_named_choices(schema: dict[str, Any], request: str) -> dict[str, Any]:
+    """The schema of a forced call's arguments with each choice (a string `enum`) that the request names
+    exactly one value of bound to that value: "Ask worker-2 ..." sends to worker-2, whoever else the small
+    model's history is full of. A request naming none or several of the values leaves the choice to the model."""
+    props = schema.get("properties")
+    if not isinstance(props, dict) or not request:
+        return schema
+    bound = dict(props)
+    for key, prop in props.items():
+        values = prop.get("enum") if isinstance(prop, dict) else None
+        if not isinstance(values, list) or len(values) < 2:
+            continue
+        named = [v for v in values if isinstance(v, str) and v and _names(v, request)]
+        if len(named) == 1:
+            bound[key] = {**prop, "enum": named}
+    return {**schema, "properties": bound}
 
 
 def whole_sentences(text: str) -> str:

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from letta_cli.core.errors import ModelFailure
 from letta_cli.core.models import Usage
-from letta_cli.core.secrets import redact  # also engine/retry.py's redactor, by this name
+from letta_cli.core.secrets import redact
 from letta_cli.model.endpoint import Endpoint, NoEndpoint
 
 if TYPE_CHECKING:
@@ -45,6 +45,10 @@ class ModelClient:
         self._clients: dict[tuple[str | None, str], list[AsyncOpenAI]] = {}
         self._load: dict[tuple[str | None, str], list[int]] = {}
 
+    def prepare(self, endpoint: Endpoint) -> None:
+        """Import the SDK and build the endpoint's first client now (the import takes most of a second)."""
+        self._pick(endpoint)
+
     def _pick(self, endpoint: Endpoint) -> tuple[list[int], int]:
         """The least busy client of the endpoint (a new one if all are busy): its load list and index."""
         key = (endpoint.base_url, endpoint.api_key)
@@ -66,9 +70,9 @@ class ModelClient:
     async def complete(
         self,
         endpoint: Endpoint,
-        messages: list[dict],
-        tools: list[dict],
-        tool_choice: str | dict | None = None,
+        messages: list[dict[str, Any]],
+        tools: list[dict[str, Any]],
+        tool_choice: str | dict[str, Any] | None = None,
         temperature: float | None = None,
         max_tokens: int | None = None,
     ) -> Completion:
@@ -136,9 +140,9 @@ def _reply(response: Any) -> tuple[str | None, list[dict[str, Any]]]:
         call_id = getattr(tc, "id", None)
         calls.append(
             {
-                "id": str(call_id) if call_id else f"call_{i}",
+                "id": utf8(str(call_id)) if call_id else f"call_{i}",
                 "type": "function",
-                "function": {"name": utf8(str(getattr(fn, "name", "") or "")), "arguments": utf8(arguments)},
+                "function": {"name": utf8(str(getattr(fn, "name", "") or "")), "arguments": json_utf8(arguments)},
             }
         )
     return (None if content is None else utf8(content)), calls
@@ -151,6 +155,19 @@ def utf8(text: str) -> str:
     except UnicodeEncodeError:
         return text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
     return text
+
+
+def json_utf8(arguments: str) -> str:
+    """JSON text whose escapes may spell a lone surrogate (`\\ud83d`, half an emoji): with it replaced by
+    U+FFFD, so what the arguments say can be stored (as they are if they hold none)."""
+    arguments = utf8(arguments)
+    if "\\u" not in arguments.lower():
+        return arguments
+    try:
+        decoded = json.dumps(json.loads(arguments), ensure_ascii=False)
+    except (ValueError, RecursionError):
+        return arguments  # not JSON: the tool's validator says so to the model
+    return arguments if utf8(decoded) == decoded else utf8(decoded)
 
 
 def _count(value: Any) -> int:

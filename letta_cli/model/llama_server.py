@@ -61,10 +61,10 @@ def _counter(llama: Any) -> _EvalCounter:
 def _grammar_text(schema: str, first: tuple[str, ...]) -> str:
     from llama_cpp.llama_grammar import json_schema_to_gbnf
 
-    return json_schema_to_gbnf(schema, list(first))
+    return str(json_schema_to_gbnf(schema, list(first)))
 
 
-def _grammar(schema: dict) -> Any:
+def _grammar(schema: dict[str, Any]) -> Any:
     """The grammar of a call's arguments. Properties with a choice of values (an enum: the agent to message,
     the block to edit) come first, so the model picks them right after reading the request, before it writes
     a long text that would pull it elsewhere."""
@@ -125,12 +125,15 @@ class _Generation:
         choice = out["choices"][0]
         return str(choice.get("text") or ""), str(choice.get("finish_reason") or "stop")
 
-    def call(self, messages: list[dict], tools: list[dict], name: str, max_tokens: int | None) -> str:
+    def call(
+        self, messages: list[dict[str, Any]], tools: list[dict[str, Any]], name: str, max_tokens: int | None
+    ) -> str:
         """The arguments of a forced call of `name`, as JSON text that matches its schema."""
         fn = next(t["function"] for t in tools if t["function"]["name"] == name)
         prompt = chat_template.render_prompt(messages, tools, forced=name)
         budget = max(max_tokens or 0, MIN_CALL_TOKENS)
-        text, _ = self.run(prompt, max_tokens=budget, stop=[chat_template.END], grammar=_grammar(fn_schema(fn)))
+        schema = chat_template.bind_named_choices(fn_schema(fn), chat_template.request_text(messages))
+        text, _ = self.run(prompt, max_tokens=budget, stop=[chat_template.END], grammar=_grammar(schema))
         try:  # the grammar lets raw control characters into strings; send them escaped
             return json.dumps(json.loads(text, strict=False), ensure_ascii=False)
         except ValueError:  # cut off by the token limit: the tool reports it to the model
@@ -155,15 +158,15 @@ class _Generation:
         }
 
 
-def fn_schema(fn: dict) -> dict:
+def fn_schema(fn: dict[str, Any]) -> dict[str, Any]:
     return chat_template.parameters(fn)
 
 
 def letta_chatml(
     *,
     llama: Any,
-    messages: list[dict],
-    tools: list[dict] | None = None,
+    messages: list[dict[str, Any]],
+    tools: list[dict[str, Any]] | None = None,
     tool_choice: Any = None,
     temperature: float = 0.2,
     top_p: float = 0.95,
@@ -201,7 +204,7 @@ def letta_chatml(
         "model": model,
     }
     gen = _Generation(llama, sampling)
-    stops = [chat_template.END, *([stop] if isinstance(stop, str) else stop or [])]
+    stops = [chat_template.END, *chat_template.MARKUP_STOPS, *([stop] if isinstance(stop, str) else stop or [])]
     content: str | None = None
     calls: list[tuple[str, str]] = []
     finish = "stop"
@@ -216,8 +219,10 @@ def letta_chatml(
                 arguments = json.dumps(args) if args is not None else gen.call(messages, tools, name, max_tokens)
                 calls.append((name, arguments))
                 content = head or None
-            else:
+            elif head.strip():
                 content = chat_template.whole_sentences(head) if finish == "length" else head.strip()
+            else:  # nothing before a stop (copied markup, an unknown tool): answer in text, `<` ruled out if need be
+                content, finish = gen.text(prompt, max_tokens, stops)
         else:
             content, finish = gen.text(prompt, max_tokens, stops)
     message: dict[str, Any] = {"role": "assistant", "content": content}
@@ -248,7 +253,7 @@ def main() -> None:
 
     from llama_cpp.server.__main__ import main as serve
 
-    serve()
+    serve()  # type: ignore[no-untyped-call]
 
 
 if __name__ == "__main__":

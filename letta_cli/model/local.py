@@ -14,6 +14,7 @@ import os
 import shlex
 import signal
 import socket
+import stat
 import subprocess
 import sys
 import time
@@ -26,7 +27,7 @@ from pydantic import BaseModel, Field, ValidationError
 from letta_cli.core.errors import Conflict, InvalidFile
 from letta_cli.core.ids import now
 from letta_cli.model.local_setup import LocalModelError, check_installed
-from letta_cli.store.fsio import atomic_write_json, locked
+from letta_cli.store.fsio import atomic_write_json, locked, storage_errors
 from letta_cli.store.workspace import Workspace
 
 LOCAL_MODEL = "local"  # what an agent writes as its model to use the embedded one
@@ -94,7 +95,7 @@ def _remove_record(ws: Workspace) -> None:
 
 # --- processes -------------------------------------------------------------------------------------------
 
-_children: dict[int, subprocess.Popen] = {}  # servers this process started, so it can reap them
+_children: dict[int, subprocess.Popen[bytes]] = {}  # servers this process started, so it can reap them
 
 
 def _is_server(pid: int) -> bool:
@@ -145,7 +146,7 @@ def _listening(port: int) -> bool:
 def _free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+        return int(s.getsockname()[1])
 
 
 def _check_port(port: int) -> None:
@@ -206,17 +207,25 @@ def _server_env() -> dict[str, str]:
 
 
 def log_tail(ws: Workspace, lines: int = 8) -> str:
-    """The last non-empty lines of the server's log."""
+    """The last non-empty lines of the server's log ("" if there is none, or it is not a regular file: a
+    symbolic link planted there is never followed, so no other file's text can end up in an error message)."""
     try:
-        text = log_path(ws).read_text(encoding="utf-8", errors="replace")
-    except FileNotFoundError:
+        fd = os.open(log_path(ws), os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError:  # missing, or a symbolic link (ELOOP)
         return ""
+    with open(fd, "rb") as f:
+        if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
+            return ""
+        text = f.read().decode("utf-8", errors="replace")
     return "\n".join([line for line in text.splitlines() if line.strip()][-lines:])
 
 
-def _spawn(ws: Workspace, gguf: Path, port: int, *, detached: bool) -> subprocess.Popen:
+def _spawn(ws: Workspace, gguf: Path, port: int, *, detached: bool) -> subprocess.Popen[bytes]:
     ws.ensure_state()
-    with open(os.open(log_path(ws), os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600), "wb") as log:
+    path = log_path(ws)
+    with storage_errors(str(path)):  # a symbolic link planted there: one clear line, never written through
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+    with open(fd, "wb") as log:
         return subprocess.Popen(
             server_command(gguf, port),
             stdin=subprocess.DEVNULL,
@@ -228,7 +237,7 @@ def _spawn(ws: Workspace, gguf: Path, port: int, *, detached: bool) -> subproces
         )
 
 
-def _start(ws: Workspace, port: int | None, *, detached: bool) -> tuple[ServerInfo, subprocess.Popen]:
+def _start(ws: Workspace, port: int | None, *, detached: bool) -> tuple[ServerInfo, subprocess.Popen[bytes]]:
     """Spawn the server and record it (the caller holds the lock)."""
     gguf = check_installed()
     if port is None:

@@ -1,14 +1,18 @@
 """Agent definitions: agents.d/<name>.toml, loaded, validated, matched by tags and saved.
 
 The folder is the source of truth: files are read fresh (cached by mtime) and only the file the user
-asked to change is ever written.
+asked to change is ever written. Every change holds the agents.d/ folder's lock (a flock on the folder
+itself: no lock file) while it re-reads the file, changes it and writes it atomically, so two shells
+changing one agent never lose an update; a new agent's file is linked into place, never over another.
 """
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import gc
 import os
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,7 +24,7 @@ from letta_cli.core.config import describe_validation, load_toml
 from letta_cli.core.errors import Conflict, InvalidFile, NotFound
 from letta_cli.core.models import AgentDef
 from letta_cli.core.names import check_name
-from letta_cli.store.fsio import atomic_write
+from letta_cli.store.fsio import atomic_write, fsync_dir, locked_folder, storage_errors, write_tmp
 from letta_cli.store.workspace import Workspace
 
 # (path) -> (mtime_ns, size, AgentDef): parsing 10,000 TOML files is the cost worth avoiding
@@ -41,9 +45,15 @@ class LoadReport:
     errors: list[str]  # one line per broken file
 
 
-def parse_agent_file(path: Path) -> AgentDef:
+class AgentChanged(Conflict):
+    """A person's edit of a file that changed (or was deleted) while the editor was open."""
+
+
+def parse_agent_file(path: Path, *, fresh: bool = False) -> AgentDef:
+    """The agent in `path`. fresh=True skips the cache (a change must start from what is on disk now: file
+    times are coarse, so two writes in one clock tick can leave the same mtime and size)."""
     st = path.stat()
-    hit = _cache.get(path)
+    hit = None if fresh else _cache.get(path)
     if hit and hit[0] == st.st_mtime_ns and hit[1] == st.st_size:
         return hit[2]
     data = load_toml(path)
@@ -94,6 +104,25 @@ def _plain(item: Any) -> Any:
 class AgentStore:
     def __init__(self, ws: Workspace):
         self.ws = ws
+        self._depth = 0  # how deep this store holds the agents lock (it is re-entrant per store)
+
+    @contextlib.contextmanager
+    def locked(self) -> Iterator[None]:
+        """Hold the lock every change to agents.d/ takes. Re-entrant within this store, so a verb that
+        changes several agents (blocks attach) checks and changes them all under one hold."""
+        if self._depth or not self.ws.agents_dir.is_dir():  # held already; or no agent to change yet
+            self._depth += 1
+            try:
+                yield
+            finally:
+                self._depth -= 1
+            return
+        with locked_folder(self.ws.agents_dir):
+            self._depth += 1
+            try:
+                yield
+            finally:
+                self._depth -= 1
 
     def names(self) -> list[str]:
         try:
@@ -112,22 +141,25 @@ class AgentStore:
     def _load_all(self) -> LoadReport:
         agents, errors = [], []
         for name in self.names():
+            path = self.ws.agents_dir / f"{name}.toml"
             try:
-                agents.append(parse_agent_file(self.ws.agents_dir / f"{name}.toml"))
+                agents.append(parse_agent_file(path))
             except InvalidFile as exc:
                 errors.append(str(exc))
+            except FileNotFoundError:  # deleted while we listed
+                pass
             except OSError as exc:
-                errors.append(f"{self.ws.agents_dir / (name + '.toml')}: {exc.strerror}")
+                errors.append(f"{path}: {exc.strerror}")
         return LoadReport(agents, errors)
 
     def exists(self, name: str) -> bool:
         return self.ws.agent_file(name).is_file()
 
-    def get(self, name: str) -> AgentDef:
+    def get(self, name: str, *, fresh: bool = False) -> AgentDef:
         path = self.ws.agent_file(name)
         if not path.is_file():
             raise NotFound(f"no agent named {name!r}{self.suggest(name)}")
-        return parse_agent_file(path)
+        return parse_agent_file(path, fresh=fresh)
 
     def suggest(self, name: str) -> str:
         close = difflib.get_close_matches(name, self.names(), n=3, cutoff=0.6)
@@ -157,32 +189,71 @@ class AgentStore:
         finally:
             gc.enable()
 
+    def update(self, name: str, change: Callable[[AgentDef], AgentDef]) -> AgentDef:
+        """One locked read-modify-write: `change` gets the definition as it is on disk now; an unchanged
+        result writes nothing."""
+        with self.locked():
+            agent = self.get(name, fresh=True)
+            new = change(agent)
+            if new != agent:
+                self.save(new, overwrite=True)
+            return new
+
     def save(self, agent: AgentDef, *, overwrite: bool = False) -> Path:
         path = self.ws.agent_file(agent.name)
-        if path.exists() and not overwrite:
-            raise AgentExists(agent.name, path)
-        self.ws.agents_dir.mkdir(parents=True, exist_ok=True)
+        with storage_errors(str(self.ws.agents_dir)):
+            self.ws.agents_dir.mkdir(parents=True, exist_ok=True)
         text = dump_agent(agent)
-        if path.exists():
-            text = merge_into_existing(path.read_text(encoding="utf-8"), text)
-        atomic_write(path, text)
+        with self.locked():
+            if not path.exists():
+                self._create(agent.name, path, text.encode())
+            elif not overwrite:
+                raise AgentExists(agent.name, path)
+            else:
+                with storage_errors(str(path)):
+                    atomic_write(path, merge_into_existing(path.read_text(encoding="utf-8"), text))
         return path
 
-    def save_file(self, name: str, source: Path) -> Path:
+    def _create(self, name: str, path: Path, data: bytes) -> None:
+        """Link a new file into place: if another process made the agent first, theirs stays."""
+        with storage_errors(str(path)):
+            tmp = write_tmp(path.parent, data)
+            try:
+                os.link(tmp, path)
+            except FileExistsError:
+                raise AgentExists(name, path) from None
+            finally:
+                os.unlink(tmp)
+            fsync_dir(path.parent)
+
+    def save_file(self, name: str, source: Path, *, expected: bytes | None = None) -> Path:
         """Replace agent `name`'s file with `source` byte for byte (a person's edit, comments and all), once
-        it parses as that agent's definition; InvalidFile (naming `source`) if it does not."""
+        it parses as that agent's definition; InvalidFile (naming `source`) if it does not. With `expected`
+        (the file as the editor opened it), AgentChanged if the file is no longer that: deleted, or changed
+        by another command meanwhile."""
         path = self.ws.agent_file(name)
         if source.stem != name:
             raise InvalidFile(f"{source}: the file name must be {name}.toml")
-        parse_agent_file(source)
-        atomic_write(path, source.read_bytes())
+        parse_agent_file(source, fresh=True)
+        with self.locked():
+            if expected is not None:
+                try:
+                    now = path.read_bytes()
+                except FileNotFoundError:
+                    raise AgentChanged(f"agent {name!r} was deleted while the editor was open") from None
+                if now != expected:
+                    raise AgentChanged(f"{path} was changed by another command while the editor was open")
+            with storage_errors(str(path)):
+                atomic_write(path, source.read_bytes())
         return path
 
     def delete(self, name: str) -> Path:
         path = self.ws.agent_file(check_name(name))
-        if not path.is_file():
-            raise NotFound(f"no agent named {name!r}{self.suggest(name)}")
-        path.unlink()
+        with self.locked():
+            if not path.is_file():
+                raise NotFound(f"no agent named {name!r}{self.suggest(name)}")
+            with storage_errors(str(path)):
+                path.unlink()
         return path
 
 

@@ -12,6 +12,7 @@ import contextlib
 import difflib
 import json
 import os
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Literal
@@ -27,7 +28,8 @@ from letta_cli.store.agents import AgentStore
 from letta_cli.store.fsio import append_line, atomic_write, fsync_dir, locked, read_json_lines
 from letta_cli.store.workspace import Workspace
 
-RECENT_EDIT_KEYS = 50  # replayed tool calls are recognised this many edits back
+_MESSAGE_ID = re.compile(r"[0-9a-f-]{36}")
+MAX_EDIT_KEYS = 10_000  # a safety cap only: keys are dropped once their turn is committed (see _live_keys)
 
 
 class EditRefused(Conflict, ToolError):
@@ -233,8 +235,7 @@ class BlockStore:
                 raise EditRefused(f"block {label!r} is read-only and cannot be edited", "read_only")
             new = _merge(current, fn(current.model_copy(deep=True)))
             _check_limit(new, len(current.value), current.limit)
-            keys = current.recent_edit_keys + ([edit_key] if edit_key is not None else [])
-            keys = keys[-RECENT_EDIT_KEYS:]
+            keys = self._live_keys(current.recent_edit_keys) + ([edit_key] if edit_key is not None else [])
             new = new.model_copy(update={"revision": current.revision + 1, "recent_edit_keys": keys})
             atomic_write(path, _dump(new))
             crashpoint("after_block_write")
@@ -249,10 +250,29 @@ class BlockStore:
             append_line(self.log_path(label, owner), entry.model_dump_json())
         return new
 
+    def _live_keys(self, keys: list[str]) -> list[str]:
+        """The edit keys a replay may still need: those of turns not committed yet. A key names its turn
+        (`<message id>:<n>:<hash>`); once that turn's record exists it is never run again, so its keys go.
+        Keys are kept per turn, not as the last N edits: a turn with many edits, or a block many other turns
+        edit between a crash and the replay, still recognises every edit of its own."""
+        committed: dict[str, bool] = {}
+        live = []
+        for key in keys:
+            turn = key.partition(":")[0]
+            if turn not in committed:
+                is_id = _MESSAGE_ID.fullmatch(turn) is not None
+                committed[turn] = is_id and (self.ws.turns_dir / f"{turn}.json").exists()
+            if not committed[turn]:
+                live.append(key)
+        return live[-MAX_EDIT_KEYS:]
+
     def _restore_log_entry(self, label: str, owner: str | None, block: Block, key: str, actor: str, tool: str) -> None:
         """A crash between a block write and its log line leaves the log short: add the line on replay."""
-        if any(e.edit_key == key for e in self.log(label, owner)[-RECENT_EDIT_KEYS:]):
-            return
+        try:
+            if json.dumps(key).encode() in self.log_path(label, owner).read_bytes():
+                return
+        except FileNotFoundError:
+            pass
         size = len(block.value)
         entry = BlockEdit(actor=actor, tool=tool, before=size, after=size, revision=block.revision, edit_key=key)
         append_line(self.log_path(label, owner), entry.model_dump_json())
@@ -280,32 +300,30 @@ class BlockStore:
 
     def attach(self, label: str, agent_names: list[str]) -> list[str]:
         """List the shared block in each agent's memory.shared; returns the agents that changed.
-        Checks every agent before changing any."""
+        Checks every agent before changing any, all under the agents lock (one read-modify-write)."""
         self.get(label)
-        agents = [self.agents.get(name) for name in dict.fromkeys(agent_names)]
-        for agent in agents:
-            if label in agent.memory.blocks:
-                raise Conflict(
-                    f"agent {agent.name!r} has a private block labelled {label!r}; it cannot also see the "
-                    f"shared block {label!r} (an agent sees one block per label)"
-                )
-        changed = []
-        for agent in agents:
-            if label not in agent.memory.shared:
+        with self.agents.locked():
+            agents = [self.agents.get(name, fresh=True) for name in dict.fromkeys(agent_names)]
+            for agent in agents:
+                if label in agent.memory.blocks:
+                    raise Conflict(
+                        f"agent {agent.name!r} has a private block labelled {label!r}; it cannot also see the "
+                        f"shared block {label!r} (an agent sees one block per label)"
+                    )
+            changed = [a for a in agents if label not in a.memory.shared]
+            for agent in changed:
                 self._save_shared(agent, [*agent.memory.shared, label])
-                changed.append(agent.name)
-        return changed
+        return [a.name for a in changed]
 
     def detach(self, label: str, agent_names: list[str]) -> list[str]:
         """Remove the label from each agent's memory.shared; returns the agents that changed."""
         check_name(label, "block label")
-        agents = [self.agents.get(name) for name in dict.fromkeys(agent_names)]
-        changed = []
-        for agent in agents:
-            if label in agent.memory.shared:
+        with self.agents.locked():
+            agents = [self.agents.get(name, fresh=True) for name in dict.fromkeys(agent_names)]
+            changed = [a for a in agents if label in a.memory.shared]
+            for agent in changed:
                 self._save_shared(agent, [s for s in agent.memory.shared if s != label])
-                changed.append(agent.name)
-        return changed
+        return [a.name for a in changed]
 
     def _save_shared(self, agent: AgentDef, shared: list[str]) -> None:
         memory = agent.memory.model_copy(update={"shared": list(dict.fromkeys(shared))})

@@ -20,6 +20,7 @@ import secrets
 import stat
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 from letta_cli.core.errors import StorageError
 from letta_cli.core.faults import crashpoint, failpoint
@@ -169,21 +170,38 @@ def atomic_write_json(path: Path, obj: object) -> None:
 
 
 def append_line(path: Path, line: str, *, sync: bool = True) -> None:
-    """Append one line with a single O_APPEND write, so concurrent appenders never interleave."""
+    """Append one whole line (or none of it). The write is one O_APPEND write under the file's flock; a short
+    write (a full disk) is cut back off and raised as a StorageError, so no line is ever torn and the next
+    append does not join onto half a line. A file not ending in a newline (torn by a power cut) gets one first."""
     data = redact_bytes((line.rstrip("\n") + "\n").encode())
     with storage_errors(str(path)):
         ensure_dir(path.parent)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW, FILE_MODE)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW, FILE_MODE)
         try:
+            fcntl.flock(fd, fcntl.LOCK_EX)  # appenders take turns, so a cut-back never cuts another's line
             failpoint("append")
-            os.write(fd, data)
+            _append_whole(fd, data)
             if sync:
                 os.fsync(fd)
         finally:
             os.close(fd)
 
 
-def read_json_lines(path: Path) -> Iterator[dict]:
+def _append_whole(fd: int, data: bytes) -> None:
+    start = os.fstat(fd).st_size
+    if start and os.pread(fd, 1, start - 1) != b"\n":
+        data = b"\n" + data  # the last line was torn: start on a fresh one (readers skip the torn one)
+    try:
+        written = os.write(fd, data)
+    except OSError:
+        os.ftruncate(fd, start)  # nothing of ours stays (a write that failed may still have left bytes)
+        raise
+    if written != len(data):
+        os.ftruncate(fd, start)
+        raise OSError(errno.ENOSPC, f"{os.strerror(errno.ENOSPC)} (only {written} of {len(data)} bytes written)")
+
+
+def read_json_lines(path: Path) -> Iterator[dict[str, Any]]:
     """Yield each valid JSON object line; a torn last line (crash mid-append) is skipped."""
     try:
         with open(path, "rb") as fh:
@@ -194,6 +212,18 @@ def read_json_lines(path: Path) -> Iterator[dict]:
                         yield obj
     except FileNotFoundError:
         return
+
+
+@contextlib.contextmanager
+def locked_folder(path: Path) -> Iterator[None]:
+    """Hold an exclusive flock on the folder itself: a lock that needs no lock file made or left behind."""
+    with storage_errors(str(path)):
+        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
 
 
 @contextlib.contextmanager

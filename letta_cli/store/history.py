@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from pydantic import ValidationError
 
@@ -19,9 +20,10 @@ from letta_cli.core.models import HistoryEntry
 from letta_cli.store.fsio import append_line
 
 TAIL_CHUNK = 256 * 1024
+Accept = Callable[[dict[str, Any]], bool]
 
 
-def append_turn(path: Path, entries: list[dict]) -> None:
+def append_turn(path: Path, entries: list[dict[str, Any]]) -> None:
     """Append a turn's entries in ONE write, so a crash leaves all of them or none."""
     if entries:
         append_line(path, "\n".join(json.dumps(e, ensure_ascii=False, default=str) for e in entries))
@@ -52,14 +54,24 @@ def _tail_lines(path: Path, nbytes: int) -> list[bytes]:
     return lines[1:] if start > 0 else lines
 
 
-def _object_lines(raw: Iterable[bytes]) -> Iterator[str]:
+def _object_lines(raw: Iterable[bytes], accept: Accept | None = None) -> Iterator[str]:
+    """The lines that are history entries (or, with `accept`, what it accepts): a torn line, or one whose
+    fields have the wrong types, is skipped."""
     for line in raw:
         try:
             obj = json.loads(line)
         except ValueError:
             continue
-        if isinstance(obj, dict):
+        if isinstance(obj, dict) and (accept or is_entry)(obj):
             yield line.decode("utf-8", errors="replace")
+
+
+def is_entry(obj: dict[str, Any]) -> bool:
+    try:
+        entry = HistoryEntry.model_validate(obj)
+    except ValidationError:
+        return False
+    return all(isinstance(c.get("function", {}), dict) for c in entry.tool_calls or ())
 
 
 def all_lines(path: Path) -> list[str]:
@@ -88,7 +100,7 @@ def last_turns(path: Path, turns: int) -> list[str]:
         chunk *= 4
 
 
-def tail(path: Path, nbytes: int) -> list[dict]:
+def tail(path: Path, nbytes: int) -> list[dict[str, Any]]:
     """The last complete entries within roughly `nbytes` of the end of the file."""
     out = []
     for raw in _tail_lines(path, nbytes):
@@ -129,6 +141,7 @@ class Follower:
     """Reads the lines appended to a file since the last look (`history --follow`, live progress)."""
 
     path: Path
+    accept: Accept | None = None  # which JSON objects are lines (default: history entries)
     offset: int = 0
     partial: bytes = b""
 
@@ -161,4 +174,4 @@ class Follower:
             data = fh.read(size - self.offset)
         self.offset += len(data)
         *complete, self.partial = (self.partial + data).split(b"\n")
-        return list(_object_lines(complete))
+        return list(_object_lines(complete, self.accept))

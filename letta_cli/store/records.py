@@ -10,6 +10,8 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
+from letta_cli.core.config import describe_validation
+from letta_cli.core.errors import InvalidFile
 from letta_cli.core.models import TurnRecord
 from letta_cli.store.fsio import atomic_write, check_dir
 
@@ -22,12 +24,17 @@ class TurnRecords:
         return self.root / f"{message_id}.json"
 
     def get(self, message_id: str) -> TurnRecord | None:
+        """The record, None if there is none; InvalidFile if one exists that does not parse (atomic writes
+        never leave one torn, so someone changed it: treating it as absent would run the turn again)."""
+        path = self.path(message_id)
         try:
-            return TurnRecord.model_validate_json(self.path(message_id).read_bytes())
+            return TurnRecord.model_validate_json(path.read_bytes())
         except FileNotFoundError:
             return None
-        except (ValidationError, ValueError):
-            return None  # torn by a crash before the rename? impossible with atomic writes; treat as absent
+        except ValidationError as exc:
+            raise InvalidFile(describe_validation(path, exc)) from None
+        except (ValueError, OSError) as exc:
+            raise InvalidFile(f"{path}: unreadable turn record: {getattr(exc, 'strerror', None) or exc}") from None
 
     def exists(self, message_id: str) -> bool:
         return self.path(message_id).exists()

@@ -8,7 +8,7 @@ from functools import cached_property
 from pathlib import Path
 
 from letta_cli.core.config import CONFIG_TEMPLATE, WorkspaceConfig, load_config
-from letta_cli.core.errors import UsageError
+from letta_cli.core.errors import NotFound, UsageError
 from letta_cli.core.names import check_name
 from letta_cli.store.fsio import atomic_write, confine, ensure_dir
 
@@ -27,11 +27,14 @@ class Workspace:
     @classmethod
     def find(cls, explicit: str | Path | None = None, cwd: Path | None = None) -> Workspace:
         """--workspace, else $AGENTS_HOME, else the nearest folder upward with agents.d/ or agents.toml,
-        else the current folder."""
+        else the current folder. A workspace named that does not exist is an error (only `agents init`,
+        which does not call this, makes one)."""
         given = explicit or os.environ.get("AGENTS_HOME")
         if given:
             root = Path(given).expanduser().resolve()
-            if root.exists() and not root.is_dir():
+            if not root.exists():
+                raise NotFound(f"no workspace at {root} (agents init {root} makes one)")
+            if not root.is_dir():
                 raise UsageError(f"workspace {root} is not a folder")
             return cls(root)
         start = (cwd or Path.cwd()).resolve()

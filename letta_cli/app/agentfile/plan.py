@@ -79,7 +79,7 @@ class _Planner:
     def fail(self, message: str) -> InvalidFile:
         return InvalidFile(f"{self.source}: {message}")
 
-    def _index(self, items: list, what: str) -> dict[str, Any]:
+    def _index(self, items: list[Any], what: str) -> dict[str, Any]:
         out: dict[str, Any] = {}
         for item in items:
             if item.id in out:
@@ -137,9 +137,11 @@ class _Planner:
             limit = len(value)
         return limit, value
 
-    def memory(self, a: AfAgent, name: str, shared_ids: set[str], shared: dict[str, tuple[str, Block]]) -> dict:
+    def memory(
+        self, a: AfAgent, name: str, shared_ids: set[str], shared: dict[str, tuple[str, Block]]
+    ) -> dict[str, Any]:
         store = BlockStore(self.ws)
-        private: dict[str, dict] = {}
+        private: dict[str, dict[str, Any]] = {}
         shared_labels: list[str] = []
         attached = [(self.blocks[i], i in shared_ids) for i in dict.fromkeys(a.block_ids or [])]
         attached += [(b, False) for b in a.memory_blocks or []]
@@ -207,7 +209,7 @@ class _Planner:
                 why.append(made if isinstance(made, str) else f"{name} ({tool_type})" if foreign_code else name)
         return ours, disabled, why, commands
 
-    def tool_rules(self, a: AfAgent, name: str, disabled: list[str]) -> dict:
+    def tool_rules(self, a: AfAgent, name: str, disabled: list[str]) -> dict[str, Any]:
         first: str | None = None
         terminal: list[str] = []
         dropped: list[str] = []
@@ -224,7 +226,7 @@ class _Planner:
             self.plan.warnings.append(f"agent {name!r}: tool rules not carried: {', '.join(dropped)}")
         return {"first": first, "terminal": terminal}
 
-    def model(self, a: AfAgent, name: str, ext: Extension) -> dict:
+    def model(self, a: AfAgent, name: str, ext: Extension) -> dict[str, Any]:
         llm = a.llm_config or AfLLMConfig()
         out: dict[str, Any] = {}
         if llm.model and ext.defaults.get("model") != llm.model:

@@ -38,8 +38,9 @@ class Claimed:
     """A message a turn is running on. `handle` is the backend's name for the claim (the maildir: a file)."""
 
     message: Message
-    attempts: int  # including this one
+    attempts: int  # including this one (counted only once begin() marks it: see MessageQueue.begin)
     handle: str
+    begun: bool = False
 
     @property
     def path(self) -> Path:
@@ -101,7 +102,13 @@ class MessageQueue(Protocol):
         ...
 
     def claim(self, entry: Entry) -> Claimed | None:
-        """Take a waiting message, counting the attempt. None if it is unreadable (it is quarantined)."""
+        """Take a waiting message. The attempt is not counted yet: a process killed before begin() (during
+        its start-up, say) hands it back with its count unchanged. None if unreadable (it is quarantined)."""
+        ...
+
+    def begin(self, claimed: Claimed) -> None:
+        """Count the attempt: the turn is about to call the model. From now on a crash counts against
+        max_attempts, so a message that kills the process on every try still ends dead (a poison pill)."""
         ...
 
     def in_flight(self, claimed: Claimed) -> bool:
@@ -129,7 +136,8 @@ class MessageQueue(Protocol):
         ...
 
     def recover(self) -> int:
-        """On start: put interrupted work (cur) back in new, attempts kept. Returns how many moved."""
+        """On start: put interrupted work (cur) back in new, with the attempts counted so far (a begun attempt
+        counts, a claim that never began does not). Returns how many moved."""
         ...
 
     # --- repairs -----------------------------------------------------------------------------------

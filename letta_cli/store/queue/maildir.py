@@ -2,13 +2,15 @@
 
 A message's state is the folder it sits in, moved by atomic rename:
 
-    tmp/ --link--> new/<id>.json --claim--> cur/<id>.a<N>.json --ack--> (gone; its turn record remains)
-                      ^                         |--retry--> new/<id>.a<N>.json (mtime = not before)
-                      |                         `--dead---> dead/<id>.json + dead/<id>.error.json
-                      `------- recover() -------'           corrupt/<name> + corrupt/<name>.error.txt
+    tmp/ --link--> new/<id>.json --claim--> cur/<id>[.a<N-1>].json --begin--> cur/<id>.a<N>.json --ack--> (gone)
+                      ^                                                     |--retry--> new/<id>.a<N>.json
+                      |                                                     `--dead---> dead/<id>.json + .error.json
+                      `------------------- recover() ----------------------'            corrupt/<name> + .error.txt
 
-The attempt count lives in the file name, so claiming (one rename) records it durably. This module is the
-only code that knows these names.
+The attempt count lives in the file name. A claim keeps the count of the attempts made so far; begin (one
+rename, just before the model is called) counts this one. So a process killed during its start-up never
+uses up a message's attempts, and one killed by the message itself does. This module is the only code that
+knows these names.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import re
 import time
 from concurrent.futures import Executor
 from pathlib import Path
+from typing import Any
 
 from pydantic import ValidationError
 
@@ -124,7 +127,7 @@ class MaildirQueue:
 
     def claim(self, entry: Entry) -> Claimed | None:
         attempts = entry.attempts + 1
-        dst = self.dirs["cur"] / f"{entry.id}.a{attempts}.json"
+        dst = self.dirs["cur"] / entry.name  # the count so far: this attempt counts once it begins
         with storage_errors("the queue"):
             os.rename(self.dirs["new"] / entry.name, dst)
             fsync_dir(self.dirs["cur"])
@@ -138,6 +141,16 @@ class MaildirQueue:
             self._quarantine(dst, f"file name says {entry.id} but the message id is {message.id}")
             return None
         return Claimed(message, attempts, str(dst))
+
+    def begin(self, claimed: Claimed) -> None:
+        """No fsync: a process kill keeps the rename (a power cut may forget it: one attempt forgiven)."""
+        if claimed.begun:
+            return
+        dst = self.dirs["cur"] / f"{claimed.message.id}.a{claimed.attempts}.json"
+        with storage_errors("the queue"):
+            os.rename(claimed.path, dst)
+        claimed.handle, claimed.begun = str(dst), True
+        crashpoint("after_begin")
 
     def in_flight(self, claimed: Claimed) -> bool:
         return claimed.path.exists()
@@ -257,7 +270,7 @@ class MaildirQueue:
     def dead_reason(self, message_id: str) -> str | None:
         return self._dead_note(message_id).get("error")
 
-    def _dead_note(self, message_id: str) -> dict:
+    def _dead_note(self, message_id: str) -> dict[str, Any]:
         try:
             note = json.loads((self.dirs["dead"] / f"{message_id}.error.json").read_text())
         except (OSError, ValueError):
