@@ -157,26 +157,25 @@ def main() -> int:
         servers.append(slow)
         swarm = {f"w{i:03d}": ["swarm"] for i in range(100)}
         ws_b = make_workspace(work / "ws-b", swarm, base_url=slow_url)
+        ws_wide = make_workspace(work / "ws-b128", swarm, base_url=slow_url, limits={"concurrency": 128})
+
+        def bcast_argv(folder: Path) -> list[str]:
+            return [*agents, "-w", str(folder), "broadcast", "--tags", "swarm", "go", "--json"]
+
         b_cmds = {
             "agents send w000 go (200 ms model)": [*agents, "-w", str(ws_b), "send", "w000", "go"],
-            "agents broadcast --tags swarm go --json (100 agents)": [
-                *agents,
-                "-w",
-                str(ws_b),
-                "broadcast",
-                "--tags",
-                "swarm",
-                "go",
-                "--json",
-            ],
+            "agents broadcast --tags swarm go --json (100 agents)": bcast_argv(ws_b),
+            "the same, limits.concurrency = 128 (one wave)": bcast_argv(ws_wide),
         }
         b_envs = dict.fromkeys(b_cmds, key)
         for name, argv in b_cmds.items():
             run_once(argv, b_envs[name])
         print("\n  2. 200 ms model")
         b_walls = show(rounds(b_cmds, b_envs, max(3, args.reps // 2)))
-        run_once([*agents, "-w", str(ws_b), "stop"], key)
-        send1, bcast = b_walls.values()
+        for folder in (ws_b, ws_wide):
+            run_once([*agents, "-w", str(folder), "stop"], key)
+        send1, bcast, bcast_wide = b_walls.values()
+        print(f"    broadcast / send: {bcast / send1:.2f}x; with concurrency = 128: {bcast_wide / send1:.2f}x")
 
         # --- 3. list --tag x over many agents
         ws_s = work / "ws-scale"

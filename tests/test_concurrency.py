@@ -188,7 +188,7 @@ def test_a_second_scheduler_is_refused_and_a_waiting_send_is_served_by_the_first
         assert second_watch.code == 5
         res = four.ok("send", "alice", "hello")
         assert res.out.strip() == "from the watcher"
-        pid = int((ws / ".agents" / "scheduler.pid").read_text().split()[0])
+        pid = int((ws / ".agents" / "scheduler.pid").read_text())
         assert pid == watcher.pid  # the send waited for the watcher instead of serving itself
     finally:
         stop(watcher)

@@ -284,7 +284,7 @@ def test_queue_list_show_retry_purge_a_dead_letter(cli, llm, ws):
 
     status = cli.ok("status", "--json").json()
     assert status["dead_letters"] == 1 and status["queue"]["dead"] == 1 and status["agents"] == 1
-    assert status["scheduler"] == {"running": False, "pid": None}
+    assert status["scheduler"] == {"running": False, "pid": None, "kind": None} and status["daemon"] is None
 
     # retry: back to new/ with attempts reset, and this time the model answers
     assert cli.ok("queue", "retry", mid, "--json").json() == {
@@ -332,7 +332,7 @@ def test_status_json(cli, llm, ws):
             if res["scheduler"]["running"] and res["queue"]["new"] == 0 and res["last_event"] == "turn_end":
                 break
             time.sleep(0.1)
-        assert res["scheduler"] == {"running": True, "pid": watch.pid}
+        assert res["scheduler"] == {"running": True, "pid": watch.pid, "kind": "scheduler"}
         assert "running (pid" in cli.ok("status").out
     finally:
         watch.send_signal(signal.SIGTERM)

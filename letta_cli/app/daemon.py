@@ -2,7 +2,7 @@
 over a unix socket and waits for the reply, instead of importing the engine and the openai SDK and serving.
 
 - Started on demand by a waiting `agents send` / `broadcast` when no scheduler runs (app/daemon_client); one
-  per workspace (it holds the scheduler lock, its pid file says "daemon"). `agents status` shows it,
+  per workspace (it holds the scheduler lock, like any scheduler). `agents status` shows it,
   `agents stop` stops it; it exits by itself after `limits.daemon_idle_timeout` seconds without work, and when
   its code or agents.toml changes (a sender then starts a fresh one). `AGENTS_DAEMON=0` keeps senders away.
 - Each turn runs with the environment (API keys, base URL...) of the caller who sent its chain, passed over the
@@ -250,9 +250,9 @@ def _import_sdk() -> None:
 
 
 def serve(ws: Workspace) -> int:
-    """Hold the scheduler lock (as "daemon") and serve until idle; 0 at once if another scheduler runs."""
+    """Hold the scheduler lock and serve until idle; 0 at once if another scheduler runs."""
     idle_timeout = ws.config.limits.daemon_idle_timeout
-    with scheduler_lock.hold(ws, role="daemon") as got:
+    with scheduler_lock.hold(ws) as got:
         if not got:
             return 0
         return asyncio.run(Daemon(ws, idle_timeout).run())

@@ -33,6 +33,7 @@ from letta_cli.store import scheduler_lock
 from letta_cli.store.workspace import Workspace
 
 SOCKET_NAME = "scheduler.sock"
+DAEMON_MODULE = "letta_cli.app.daemon"
 DISABLE_ENV = "AGENTS_DAEMON"  # "0": no daemon, serve in-process
 START_SECONDS = 15.0  # how long a sender waits for a daemon it started (imports on a loaded 2-core box)
 RETRY_SECONDS = 0.01
@@ -77,14 +78,29 @@ def _connect(ws: Workspace) -> socket.socket | None:
 
 
 def _holder(ws: Workspace) -> Literal["free", "daemon", "other"]:
-    """Who holds the scheduler lock: nobody, a daemon (or one starting: its pid file is not yet written),
-    or another scheduler (`agents run`, a sender serving in-process)."""
+    """Who holds the scheduler lock: nobody, a daemon (or one starting), or another scheduler (`agents run`,
+    a sender serving in-process)."""
     if not ws.state_dir.is_dir() or not scheduler_lock.is_held(ws):
         return "free"
-    found = scheduler_lock.holder(ws)
-    if found is None or found[1] == "daemon" or not _alive(found[0]):
-        return "daemon"
-    return "other"
+    pid = scheduler_lock.holder_pid(ws)
+    kind = None if pid is None else _kind(pid)
+    return "other" if kind == "other" else "daemon"  # "gone": exiting, or its pid file is not written yet
+
+
+def is_daemon(pid: int) -> bool:
+    """Is process `pid` a scheduler daemon? (Its command line says so; Linux /proc.)"""
+    return _kind(pid) == "daemon"
+
+
+def _kind(pid: int) -> Literal["daemon", "other", "gone"]:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as fh:
+            argv = fh.read().split(b"\0")
+    except OSError:
+        return "gone" if os.path.isdir("/proc/self") else "other"
+    if argv == [b""]:  # a zombie: it has exited
+        return "gone"
+    return "daemon" if DAEMON_MODULE.encode() in argv else "other"
 
 
 def _alive(pid: int) -> bool:
@@ -105,7 +121,8 @@ def spawn(ws: Workspace) -> subprocess.Popen[bytes]:
         return proc
     ws.ensure_state()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "letta_cli.app.daemon", str(ws.root)],
+        # -P: never import from the workspace folder (a cloned repository may hold anything)
+        [sys.executable, "-P", "-m", DAEMON_MODULE, str(ws.root)],
         cwd=ws.root,
         stdin=subprocess.DEVNULL,
         stdout=subprocess.DEVNULL,

@@ -133,10 +133,10 @@ def run_scheduler(
 
     with scheduler_lock.hold(ws) as got:
         if not got:
-            holder = scheduler_lock.holder(ws)
-            who = "" if holder is None else f" (pid {holder[0]})"
-            if holder is not None and holder[1] == "daemon":
-                who = f" (the scheduler daemon, pid {holder[0]}: `agents stop` stops it)"
+            pid = scheduler_lock.holder_pid(ws)
+            who = "" if pid is None else f" (pid {pid})"
+            if pid is not None and daemon_client.is_daemon(pid):
+                who = f" (the scheduler daemon, pid {pid}: `agents stop` stops it)"
             raise Conflict(f"a scheduler is already running in {ws.root}{who}")
         scheduler = Scheduler(ws, mode=mode, until=until)
         scheduler.deadline = deadline

@@ -16,7 +16,6 @@ TRACE_TAIL_BYTES = 16 * 1024  # enough for the last event
 
 def status(ws: Workspace) -> dict[str, Any]:
     running = ws.state_dir.is_dir() and scheduler_lock.is_held(ws)
-    holder = scheduler_lock.holder(ws) if running else None
     depths = open_queue(ws.queue_dir).depths()
     last = history.tail(ws.trace_path, TRACE_TAIL_BYTES)
     daemon = daemon_client.status(ws) if running else None
@@ -24,8 +23,8 @@ def status(ws: Workspace) -> dict[str, Any]:
         "workspace": str(ws.root),
         "scheduler": {
             "running": running,
-            "pid": holder[0] if holder else None,
-            "kind": ("daemon" if daemon else holder[1]) if holder else None,
+            "pid": scheduler_lock.holder_pid(ws) if running else None,
+            "kind": ("daemon" if daemon else "scheduler") if running else None,
         },
         "daemon": None
         if daemon is None

@@ -77,15 +77,16 @@ class ModelClient:
         max_tokens: int | None = None,
     ) -> Completion:
         # The request is JSON-ready already, so it goes in as extra_body: the SDK's recursive transform of typed
-        # params (most of its CPU on a 100-agent broadcast) has nothing to walk; the body sent is the same.
+        # params (most of its CPU on a 100-agent broadcast) has nothing to walk. The body sent is the same, byte
+        # for byte: its keys in the SDK's order (model, messages, max_tokens, temperature, tool_choice, tools).
         body: dict[str, Any] = {"messages": messages}
-        if tools:  # strict servers reject tool_choice without tools
-            body["tools"] = tools
-            body["tool_choice"] = tool_choice or "auto"
-        if temperature is not None:
-            body["temperature"] = temperature
         if max_tokens is not None:  # max_tokens, not max_completion_tokens: llama.cpp ignores the latter
             body["max_tokens"] = max_tokens
+        if temperature is not None:
+            body["temperature"] = temperature
+        if tools:  # strict servers reject tool_choice without tools
+            body["tool_choice"] = tool_choice or "auto"
+            body["tools"] = tools
         load, i = self._pick(endpoint)
         client = self._clients[(endpoint.base_url, endpoint.api_key)][i]
         load[i] += 1

@@ -1,6 +1,5 @@
 """The scheduler lock: .agents/scheduler.lock, held (flock) by the one process that runs turns in a
-workspace, and .agents/scheduler.pid, which names that process and its role ("scheduler", or "daemon" for the
-scheduler daemon) for `agents status`, error messages and senders looking for the daemon."""
+workspace, and .agents/scheduler.pid, which names that process for `agents status` and error messages."""
 
 from __future__ import annotations
 
@@ -14,13 +13,12 @@ from letta_cli.store.workspace import Workspace
 
 
 @contextlib.contextmanager
-def hold(ws: Workspace, role: str = "scheduler") -> Iterator[bool]:
-    """Take the lock without waiting: yields True (and records our pid and role) or False if another process
-    holds it."""
+def hold(ws: Workspace) -> Iterator[bool]:
+    """Take the lock without waiting: yields True (and records our pid) or False if another process holds it."""
     ws.ensure_state()
     with locked(ws.scheduler_lock, blocking=False) as got:
         if got:
-            atomic_write(_pid_file(ws), f"{os.getpid()} {role}\n", sync_dir=False)
+            atomic_write(_pid_file(ws), f"{os.getpid()}\n", sync_dir=False)
         yield got
 
 
@@ -34,16 +32,9 @@ def is_held(ws: Workspace) -> bool:
 
 def holder_pid(ws: Workspace) -> int | None:
     """The pid the last scheduler recorded (it may have ended since: ask is_held first)."""
-    found = holder(ws)
-    return found[0] if found else None
-
-
-def holder(ws: Workspace) -> tuple[int, str] | None:
-    """(pid, role) the last scheduler recorded (it may have ended since: ask is_held first)."""
     try:
-        fields = _pid_file(ws).read_text().split()
-        return int(fields[0]), (fields[1] if len(fields) > 1 else "scheduler")
-    except (OSError, ValueError, IndexError):
+        return int(_pid_file(ws).read_text())
+    except (OSError, ValueError):
         return None
 
 
