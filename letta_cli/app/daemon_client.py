@@ -25,10 +25,11 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, Literal
 
+from letta_cli.core.pids import pid_alive
 from letta_cli.store import scheduler_lock
 from letta_cli.store.workspace import Workspace
 
@@ -53,7 +54,7 @@ def socket_path(ws: Workspace) -> Path:
 
 
 @contextlib.contextmanager
-def address(path: Path):  # type: ignore[no-untyped-def]
+def address(path: Path) -> Iterator[str]:
     """A connectable name for `path`: unix socket names are limited to ~107 bytes, so a long one is reached
     through its folder's descriptor (/proc/self/fd/N/name, Linux)."""
     if len(os.fsencode(path)) < 100 or not os.path.isdir("/proc/self/fd"):
@@ -101,16 +102,6 @@ def _kind(pid: int) -> Literal["daemon", "other", "gone"]:
     if argv == [b""]:  # a zombie: it has exited
         return "gone"
     return "daemon" if DAEMON_MODULE.encode() in argv else "other"
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def spawn(ws: Workspace) -> subprocess.Popen[bytes]:
@@ -236,30 +227,29 @@ def wait(
         # the daemon went away or is retiring (stale): find or start the next one
 
 
-def status(ws: Workspace) -> dict[str, Any] | None:
-    """What the running daemon says of itself, or None if none answers."""
+def _ask(ws: Workspace, *requests: dict[str, Any]) -> list[dict[str, Any] | None] | None:
+    """Each request's answer, in turn, over one short connection; None if no daemon answers the call."""
     sock = _connect(ws) if ws.state_dir.is_dir() else None
     if sock is None:
         return None
     with sock:
         sock.settimeout(5)
-        answer = _call(sock, {"op": "status"})
+        return [_call(sock, request) for request in requests]
+
+
+def status(ws: Workspace) -> dict[str, Any] | None:
+    """What the running daemon says of itself, or None if none answers."""
+    answer = (_ask(ws, {"op": "status"}) or [None])[0]
     return answer if answer and "pid" in answer else None
 
 
 def stop(ws: Workspace) -> dict[str, Any] | None:
     """Ask the daemon to stop (its running turns are cancelled and stay queued); what it was, or None."""
-    sock = _connect(ws) if ws.state_dir.is_dir() else None
-    if sock is None:
-        return None
-    with sock:
-        sock.settimeout(5)
-        info = _call(sock, {"op": "status"})
-        answer = _call(sock, {"op": "stop"})
+    info, answer = _ask(ws, {"op": "status"}, {"op": "stop"}) or (None, None)
     if not info or not answer or not answer.get("ok"):
         return None
     pid = info.get("pid")
     give_up = time.monotonic() + 10
-    while isinstance(pid, int) and _alive(pid) and scheduler_lock.is_held(ws) and time.monotonic() < give_up:
+    while isinstance(pid, int) and pid_alive(pid) and scheduler_lock.is_held(ws) and time.monotonic() < give_up:
         time.sleep(RETRY_SECONDS)
     return info

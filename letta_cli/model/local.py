@@ -26,6 +26,7 @@ from pydantic import BaseModel, Field, ValidationError
 
 from letta_cli.core.errors import Conflict, InvalidFile
 from letta_cli.core.ids import now
+from letta_cli.core.pids import pid_alive
 from letta_cli.model.local_setup import LocalModelError, check_installed
 from letta_cli.store.fsio import atomic_write_json, locked, storage_errors
 from letta_cli.store.workspace import Workspace
@@ -103,12 +104,8 @@ def _is_server(pid: int) -> bool:
     child = _children.get(pid)
     if child is not None and child.poll() is not None:
         return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+    if not pid_alive(pid):
         return False
-    except PermissionError:
-        return True  # someone else's process: alive, though not ours to signal
     proc = Path(f"/proc/{pid}")
     try:
         state = (proc / "stat").read_text().rsplit(")", 1)[1].split()[0]

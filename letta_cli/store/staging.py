@@ -19,6 +19,7 @@ from typing import Any
 from letta_cli.core.errors import Conflict
 from letta_cli.core.faults import crashpoint
 from letta_cli.core.ids import new_id
+from letta_cli.core.pids import pid_alive
 from letta_cli.store.fsio import atomic_write, atomic_write_json, ensure_dir, fsync_dir, storage_errors
 from letta_cli.store.workspace import Workspace
 
@@ -129,12 +130,4 @@ def _link(ws: Workspace, folder: Path) -> dict[str, Any]:
 
 def _writer_alive(name: str) -> bool:
     pid = name.partition("-")[0]
-    if not pid.isdigit() or int(pid) == os.getpid():
-        return False
-    try:
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+    return pid.isdigit() and int(pid) != os.getpid() and pid_alive(int(pid))

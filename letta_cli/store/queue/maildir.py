@@ -30,6 +30,7 @@ from letta_cli.core.errors import NotFound
 from letta_cli.core.faults import crashpoint, failpoint
 from letta_cli.core.ids import now
 from letta_cli.core.models import Message
+from letta_cli.core.pids import pid_alive
 from letta_cli.store.fsio import (
     atomic_write,
     atomic_write_json,
@@ -326,12 +327,4 @@ def sweep_temp_files(state_dir: Path) -> int:
 def _writer_alive(tmp_name: str) -> bool:
     """Temp files are named <prefix>.<pid>-<random>: is that pid still running?"""
     m = re.search(r"(?:^\.tmp-|\.)(\d+)-[0-9a-f]+$", tmp_name)
-    if not m:
-        return False
-    try:
-        os.kill(int(m.group(1)), 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return int(m.group(1)) != os.getpid()
+    return m is not None and int(m.group(1)) != os.getpid() and pid_alive(int(m.group(1)))
