@@ -4,9 +4,13 @@ included, against a minimal Typer app measured in the same run, interleaved.
   1. `agents send bob hi`, the model answering at once (the scripted server in its own process, delay 0), no
      scheduler started by the user: the first send starts the scheduler daemon, later ones find it ("warm",
      the goal's figure). Also shown: "cold" (the daemon stopped before every send, so each one starts it)
-     and AGENTS_DAEMON=0 (the sender serves in-process, as before the daemon).
+     and AGENTS_DAEMON=0 (the sender serves in-process, as before the daemon). And the floor for a send
+     that makes its model call itself: `python -c "import openai"` in the same rounds.
   2. `agents broadcast --tags swarm go --json` to 100 agents whose model answers in 200 ms, against one
-     `agents send w000 go` at 200 ms, in the same workspace, interleaved.
+     `agents send w000 go` at 200 ms, in the same workspace, interleaved. Then the floor under that ratio:
+     the openai SDK alone (bench/_bare_sdk.py, its own process, after its imports) making 1 and 100 calls
+     with a real turn's request; one send plus what the 100 calls add is what a broadcast would take if
+     everything of ours cost nothing.
   3. `agents list` on 100 agents (output to a pipe) against the minimal Typer app; `agents list --tag x` over
      10,000 agent files (one in ten tagged x), table to a pipe and --json.
 
@@ -19,6 +23,7 @@ not in it: it is another process, like a model server).
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import subprocess
 import sys
@@ -49,10 +54,9 @@ def run_once(argv: list[str], env: dict[str, str]) -> tuple[float, float]:
     return wall, usage.ru_utime + usage.ru_stime
 
 
-def start_server(delay: float) -> tuple[subprocess.Popen, str]:
-    proc = subprocess.Popen(
-        [PY, str(HERE / "_fakellm_server.py"), str(delay)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
-    )
+def start_server(delay: float, record: Path | None = None) -> tuple[subprocess.Popen, str]:
+    argv = [PY, str(HERE / "_fakellm_server.py"), str(delay), *([str(record)] if record else [])]
+    proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     assert proc.stdout is not None
     url = proc.stdout.readline().strip()
     if not url.startswith("http"):
@@ -132,6 +136,7 @@ def main() -> int:
             "agents send bob hi (daemon warm)": [*agents, "-w", str(ws), "send", "bob", "hi"],
             "agents list (100 agents)": [*agents, "-w", str(ws), "list"],
             "agents send bob hi (AGENTS_DAEMON=0)": [*agents, "-w", str(ws_off), "send", "bob", "hi"],
+            "python -c 'import openai' (the SDK's import alone)": [PY, "-c", "import openai"],
         }
         envs = dict.fromkeys(commands, key)
         envs["agents send bob hi (AGENTS_DAEMON=0)"] = {**key, "AGENTS_DAEMON": "0"}
@@ -151,9 +156,15 @@ def main() -> int:
             f"    send (AGENTS_DAEMON=0) / Typer: {walls['agents send bob hi (AGENTS_DAEMON=0)'] / t:.2f}x; "
             f"send (cold) / Typer: {walls[next(iter(cold_cmd))] / t:.2f}x"
         )
+        sdk_import = walls["python -c 'import openai' (the SDK's import alone)"]
+        print(
+            f"    floor for a send that makes its model call itself (cold, or AGENTS_DAEMON=0): the Typer app + "
+            f"importing the SDK = {(t + sdk_import) / t:.2f}x Typer (the import alone: {sdk_import / t:.2f}x)"
+        )
 
         # --- 2. broadcast to 100 agents at 200 ms vs one send at 200 ms
-        slow, slow_url = start_server(0.2)
+        request = work / "request.json"  # the first turn's request, replayed by the bare SDK below
+        slow, slow_url = start_server(0.2, request)
         servers.append(slow)
         swarm = {f"w{i:03d}": ["swarm"] for i in range(100)}
         ws_b = make_workspace(work / "ws-b", swarm, base_url=slow_url)
@@ -176,6 +187,22 @@ def main() -> int:
             run_once([*agents, "-w", str(folder), "stop"], key)
         send1, bcast, bcast_wide = b_walls.values()
         print(f"    broadcast / send: {bcast / send1:.2f}x; with concurrency = 128: {bcast_wide / send1:.2f}x")
+        bare = json.loads(
+            subprocess.run(
+                [PY, str(HERE / "_bare_sdk.py"), slow_url, str(request), "100", "--reps", str(max(3, args.reps // 2))],
+                env=key, check=True, capture_output=True, text=True,
+            ).stdout
+        )  # fmt: skip
+        floor = (send1 + bare["many"] - bare["one"]) / send1
+        print(
+            f"    the openai SDK alone, in one process after its imports, the first turn's request: 1 call "
+            f"{bare['one'] * 1000:.0f} ms, 100 at once {bare['many'] * 1000:.0f} ms, "
+            f"{bare['cpu_per_call'] * 1000:.2f} ms of CPU a call"
+        )
+        print(
+            f"    floor: one send + what the SDK alone adds for 100 calls = {floor:.2f}x one send "
+            "(a broadcast whose own work cost nothing)"
+        )
 
         # --- 3. list --tag x over many agents
         ws_s = work / "ws-scale"
@@ -206,6 +233,7 @@ def main() -> int:
         print()
         ratio("send_warm_daemon_vs_minimal_typer", send_warm / t, 2.0)
         ratio("broadcast100_vs_send1_200ms", bcast / send1, 1.3)
+        print(f"      (floor under it in this run, the SDK's own cost: {floor:.2f}x)")
         ratio("list100_vs_minimal_typer", list100 / t, 1.3)
         ratio(f"list_tag_x_{args.scale}_seconds", table_s, 1.0, unit=" s")
         return 0
