@@ -42,6 +42,7 @@ if TYPE_CHECKING:  # the engine (asyncio, the openai SDK) is imported only by a 
     from letta_cli.engine.scheduler import Mode
 
 WAIT_POLL_SECONDS = 0.05
+HANDOVER_TRIES = 3  # `agents run` stopping scheduler daemons that waiting senders keep starting
 
 Poll = Callable[[], None]
 
@@ -123,30 +124,38 @@ def run_scheduler(
     on_event: Listener | None = None,
     *,
     interruptible: bool = False,
+    take_over: bool = False,
 ) -> int:
-    """Hold the scheduler lock and serve. Raises Conflict if another scheduler runs.
+    """Hold the scheduler lock and serve. Raises Conflict if another scheduler runs; with `take_over` (the
+    user's `agents run`), a scheduler daemon that sends started is stopped first and this process serves.
     `on_event` sees every trace event this process emits while serving. With `interruptible` (a waiting
     command), a SIGINT or SIGTERM that stops the serving raises Interrupted: the messages stay queued."""
     import asyncio
 
     from letta_cli.engine.scheduler import Scheduler
 
-    with scheduler_lock.hold(ws) as got:
-        if not got:
-            pid = scheduler_lock.holder_pid(ws)
-            who = "" if pid is None else f" (pid {pid})"
-            if pid is not None and daemon_client.is_daemon(pid):
-                who = f" (the scheduler daemon, pid {pid}: `agents stop` stops it)"
-            raise Conflict(f"a scheduler is already running in {ws.root}{who}")
-        scheduler = Scheduler(ws, mode=mode, until=until)
-        scheduler.deadline = deadline
-        if on_event is not None:
-            scheduler.trace = Trace(ws.trace_path, listener=on_event)
-        handled = asyncio.run(scheduler.serve())
-        if interruptible and scheduler.signalled is not None:
-            name = signal.Signals(scheduler.signalled).name
-            raise Interrupted(scheduler.signalled, f"stopped by {name}; unanswered messages stay queued")
-        return handled
+    for _ in range(HANDOVER_TRIES):
+        with scheduler_lock.hold(ws) as got:
+            if got:
+                scheduler = Scheduler(ws, mode=mode, until=until)
+                scheduler.deadline = deadline
+                if on_event is not None:
+                    scheduler.trace = Trace(ws.trace_path, listener=on_event)
+                handled = asyncio.run(scheduler.serve())
+                if interruptible and scheduler.signalled is not None:
+                    name = signal.Signals(scheduler.signalled).name
+                    raise Interrupted(scheduler.signalled, f"stopped by {name}; unanswered messages stay queued")
+                return handled
+        pid = scheduler_lock.holder_pid(ws)
+        if not (take_over and pid is not None and daemon_client.is_daemon(pid) and daemon_client.stop(ws)):
+            break
+        # the daemon has stopped (its running turns went back to the queue); a waiting sender may have
+        # started another before we took the lock: then that one is stopped in turn
+    pid = scheduler_lock.holder_pid(ws)
+    who = "" if pid is None else f" (pid {pid})"
+    if pid is not None and daemon_client.is_daemon(pid):
+        who = f" (the scheduler daemon, pid {pid}: `agents stop` stops it)"
+    raise Conflict(f"a scheduler is already running in {ws.root}{who}")
 
 
 def wait(

@@ -115,7 +115,9 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Run the scheduler: handle every queued message, then exit (or keep serving with --watch).
 
-        Only one scheduler runs per workspace; a second is refused (exit 5).
+        Only one scheduler runs per workspace; a second is refused (exit 5). A scheduler daemon that sends
+        started is stopped instead (the turns it was running go back to the queue) and this command serves,
+        with this shell's environment.
 
         Examples:
           agents run                # drain the queue and exit
@@ -123,7 +125,7 @@ def register(app: typer.Typer) -> None:
         """
         ws = workspace()
         info("serving the queue (Ctrl-C to stop)…" if watch else "draining the queue…")
-        handled = client.run_scheduler(ws, "watch" if watch else "drain")
+        handled = client.run_scheduler(ws, "watch" if watch else "drain", take_over=True)
         if json_out:
             print_json({"handled": handled})
         else:
