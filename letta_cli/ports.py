@@ -10,15 +10,17 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from letta_cli.core.config import Limits
 from letta_cli.core.models import AgentDef, Message, TurnRecord, Usage
 from letta_cli.store.trace import Trace
 from letta_cli.store.workspace import Workspace
+
+T = TypeVar("T")
 
 
 class Runtime(Protocol):
@@ -54,6 +56,13 @@ class TurnContext:
     env: Mapping[str, str] | None = None  # the environment of the caller who sent this chain (None: ours)
     _seq: int = 0
     _edits: int = 0
+    _once: dict[str, Any] = field(default_factory=dict)
+
+    def once(self, key: str, compute: Callable[[], T]) -> T:
+        """`compute()`, run once per turn: the agent names that three tool schemas list are read once."""
+        if key not in self._once:
+            self._once[key] = compute()
+        return self._once[key]  # type: ignore[no-any-return]
 
     def next_seq(self) -> int:
         self._seq += 1

@@ -76,6 +76,17 @@ def test_agent_ids_tags_and_labels_are_constrained_in_small_workspaces(ws, llm):
         assert "enum" not in bob[name]["label"]  # no blocks: nothing to list
 
 
+def test_the_agent_list_is_read_once_a_turn_and_afresh_for_the_next(ws, llm):
+    """The three messaging tools share one listing per turn; an agent created between turns is offered."""
+    turn(ws, llm, "alice", "hi")
+    AgentStore(ws).save(new_agent("carol"))
+    turn(ws, llm, "alice", "hi again")
+    before, after = map(offered, llm.requests)
+    for tool in (ASYNC, WAIT):
+        assert before[tool]["other_agent_id"]["enum"] == ["bob"]
+        assert after[tool]["other_agent_id"]["enum"] == ["bob", "carol"]
+
+
 def test_history_of_earlier_turns_is_sent(ws, llm):
     llm.script("alice", [text("noted")])
     record = turn(ws, llm, "alice", "my name is Ada")

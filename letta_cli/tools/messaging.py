@@ -139,7 +139,7 @@ ENUM_MAX_TAG_CHARS = 48
 def narrow_schema(ctx: TurnContext, schema: dict[str, Any]) -> dict[str, Any]:
     """Constrain `other_agent_id` to the agents that exist (not the caller) and `tags` to tags in use."""
     store = AgentStore(ctx.ws)
-    names = store.names()
+    names = ctx.once("agent names", store.names)
     if sum(len(n) + 4 for n in names) > ENUM_MAX_ID_CHARS:
         return schema
     others = [n for n in names if n != ctx.agent.name]
