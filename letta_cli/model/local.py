@@ -248,6 +248,14 @@ def _start(ws: Workspace, port: int | None, *, detached: bool) -> tuple[ServerIn
     return info, proc
 
 
+def _reap(child: subprocess.Popen[bytes]) -> int | None:
+    """The exit code of a child that has just been seen gone (a zombie until reaped), or None."""
+    try:
+        return child.wait(timeout=5)
+    except subprocess.TimeoutExpired:
+        return child.poll()
+
+
 def _wait_ready(ws: Workspace, info: ServerInfo, timeout: float) -> ServerInfo:
     """Poll until the server answers; if it dies or hangs, clean up and say why with the log's tail."""
     deadline = time.monotonic() + timeout
@@ -258,7 +266,8 @@ def _wait_ready(ws: Workspace, info: ServerInfo, timeout: float) -> ServerInfo:
         if not _is_server(info.pid):
             _remove_record(ws)
             child = _children.pop(info.pid, None)
-            code = f" with code {child.returncode}" if child is not None else ""
+            returncode = _reap(child) if child is not None else None
+            code = f" with code {returncode}" if returncode is not None else ""
             raise LocalModelError(f"the local model server exited{code} while starting; {_tail_hint(ws)}")
         time.sleep(0.1)
     _terminate(info.pid)
