@@ -37,7 +37,8 @@ def obliging(async_target: str):
 
 
 def run_demo(tmp_path: Path, llm: FakeLLM) -> subprocess.CompletedProcess:
-    env = {**base_env(tmp_path), "OPENAI_BASE_URL": llm.url, "OPENAI_API_KEY": "sk-test-fake"}
+    # with the scheduler daemon on, as in a user's shell (the demo stops it at the end)
+    env = {**base_env(tmp_path), "OPENAI_BASE_URL": llm.url, "OPENAI_API_KEY": "sk-test-fake", "AGENTS_DAEMON": "1"}
     argv = [sys.executable, "-m", "letta_cli", "demo", "--dir", str(tmp_path / "demo"), "--model", "fake-model"]
     return subprocess.run(argv, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
 
