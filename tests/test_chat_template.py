@@ -44,7 +44,7 @@ def test_tools_come_first_then_the_stable_part_then_what_changes():
 def test_the_same_messages_give_the_same_prefix_whatever_the_tool_choice():
     free = ct.render_prompt(MESSAGES, [TOOL])
     forced = ct.render_prompt(MESSAGES, [TOOL], forced="core_memory_append")
-    assert forced.startswith(free) and forced.endswith('<tool_call>{"name": "core_memory_append", "arguments": ')
+    assert forced.startswith(free) and forced.endswith('<tool_call>{"name": "core_memory_append", "arguments": {')
     assert ct.render_prompt(MESSAGES, None).count("# Tools") == 0
 
 
@@ -146,6 +146,28 @@ def test_the_handler_answers_in_text_for_tool_choice_none_and_reports_the_cached
     assert usage["prompt_tokens_details"]["cached_tokens"] == shared
 
 
+def test_a_forced_call_reads_back_in_the_next_prompt_as_it_was_generated():
+    """The arguments are returned as generated, spaces and all, and the next step renders them so: its prompt
+    starts with the forced prompt and the generated text, which the server has evaluated already."""
+    from letta_cli.model.llama_server import letta_chatml
+
+    llama = ScriptedLlama(' "label" : "team"}', "Noted.")
+    forced = {"type": "function", "function": {"name": "core_memory_append"}}
+    out = letta_chatml(llama=llama, messages=MESSAGES, tools=[TOOL], tool_choice=forced)
+    (call,) = out["choices"][0]["message"]["tool_calls"]
+    assert call["function"]["arguments"] == '{ "label" : "team"}'
+    step = [
+        *MESSAGES,
+        {"role": "assistant", "content": None, "tool_calls": [call]},
+        {"role": "tool", "tool_call_id": call["id"], "content": "Appended."},
+    ]
+    letta_chatml(llama=llama, messages=step, tools=[TOOL], tool_choice="none")
+    assert llama.prompts[1].startswith(llama.prompts[0] + ' "label" : "team"}}</tool_call>')
+    # arguments from elsewhere (another server, a hand-written history) are rendered as JSON
+    assert ct.call_text("f", '{"a":1}') == '<tool_call>{"name": "f", "arguments": {"a":1}}</tool_call>'
+    assert ct.call_text("f", "not json") == '<tool_call>{"name": "f", "arguments": "not json"}</tool_call>'
+
+
 def test_the_handler_refuses_to_force_an_unknown_tool():
     import pytest
 
@@ -201,11 +223,11 @@ def test_a_free_call_whose_arguments_do_not_fit_the_schema_is_generated_again_un
             self.grammars = [*getattr(self, "grammars", []), grammar]
             return super().create_completion(**kw)
 
-    llama = Bound('<tool_call>{"name": "core_memory_append", "arguments": {"sentence": "b"}}', '{"label": "team"}')
+    llama = Bound('<tool_call>{"name": "core_memory_append", "arguments": {"sentence": "b"}}', ' "label": "team"}')
     out = letta_chatml(llama=llama, messages=MESSAGES, tools=[TOOL], tool_choice="auto")
     (call,) = out["choices"][0]["message"]["tool_calls"]
-    assert call["function"]["arguments"] == '{"label": "team"}' and llama.grammars[0] is None
-    assert llama.grammars[1] is not None and llama.prompts[1].endswith('"arguments": ')
+    assert call["function"]["arguments"] == '{ "label": "team"}' and llama.grammars[0] is None
+    assert llama.grammars[1] is not None and llama.prompts[1].endswith('"arguments": {')
 
 
 def test_a_call_written_as_bare_json_where_text_is_asked_for_is_asked_again():

@@ -57,19 +57,28 @@ def parameters(fn: dict[str, Any]) -> dict[str, Any]:
 
 
 def call_text(name: str, arguments: Any) -> str:
-    """A tool call as the model writes it; arguments given as JSON text are embedded as the object they are."""
+    """A tool call as the model writes it. Arguments given as the JSON text of an object are embedded as written
+    (the handler returns a forced call's arguments as the model generated them, after `call_prefix`), so the
+    call reads back as the tokens the server evaluated and its cached state stays a prefix of the next step's
+    prompt; other arguments are embedded as the JSON value they are."""
     if isinstance(arguments, str):
         try:
-            arguments = json.loads(arguments) if arguments.strip() else {}
+            parsed = json.loads(arguments) if arguments.strip() else {}
         except ValueError:
-            pass  # kept as a string: the model sees what it wrote
+            parsed = arguments  # kept as a string: the model sees what it wrote
+        if isinstance(parsed, dict) and arguments.strip():
+            return f"{call_prefix(name)[:-1]}{arguments.strip()}}}{CALL_CLOSE}"
+        arguments = parsed
     body = json.dumps({"name": name, "arguments": arguments}, ensure_ascii=False)
     return f"{CALL_OPEN}{body}{CALL_CLOSE}"
 
 
 def call_prefix(name: str) -> str:
-    """What a forced call of `name` starts with; the arguments object follows, bound by its schema."""
-    return f'{CALL_OPEN}{{"name": {json.dumps(name, ensure_ascii=False)}, "arguments": '
+    """What a forced call of `name` starts with, up to the arguments' opening brace; the grammar of its schema
+    (model/llama_server.py) goes on with a space, then the properties. The tokenizer reads `{ "` as the two
+    tokens ` {` and ` "` wherever it meets them, so the call, read back in the next step's prompt, tokenizes as
+    it was generated (SmolLM2 writes `{"` as a single token after a space when it has the choice)."""
+    return f'{CALL_OPEN}{{"name": {json.dumps(name, ensure_ascii=False)}, "arguments": {{'
 
 
 def render_message(message: dict[str, Any], tools_section: str | None) -> str:
