@@ -16,29 +16,47 @@ TOOL = {
     },
 }
 MESSAGES = [
-    {"role": "system", "content": 'You are agent "a".'},
     {"role": "system", "content": '<memory_blocks>\n<block label="team">x < y & "z"</block>\n</memory_blocks>'},
+    {"role": "system", "content": 'You are agent "a".'},
     {"role": "user", "content": "Note <this>."},
 ]
 
 
 def test_the_prompt_is_chatml_with_nothing_escaped():
     prompt = ct.render_prompt(MESSAGES, [TOOL])
-    assert prompt.startswith("<|im_start|>system\n# Tools\n") and '}\n\nYou are agent "a".<|im_end|>' in prompt
+    assert prompt.startswith("<|im_start|>system\n# Tools\n") and "}\n\n<memory_blocks>" in prompt
     assert '<block label="team">x < y & "z"</block>' in prompt and "<|im_start|>user\nNote <this>.<|im_end|>" in prompt
     assert "&lt;" not in prompt and "&#34;" not in prompt and "&amp;" not in prompt and "&quot;" not in prompt
     assert prompt.endswith("<|im_end|>\n<|im_start|>assistant\n")
     assert prompt.count("<|im_start|>system") == 2 and prompt.count("# Tools") == 1
 
 
-def test_tools_come_first_then_the_stable_part_then_what_changes():
-    prompt = ct.render_prompt(MESSAGES, [TOOL])
-    tools_at = prompt.index('{"name":"core_memory_append"')
-    assert tools_at < prompt.index('You are agent "a".') < prompt.index("<memory_blocks>")
-    other = ct.render_prompt([{"role": "system", "content": 'You are agent "b".'}, *MESSAGES[1:]], [TOOL])
-    assert shared_prefix(prompt, other).endswith('You are agent "')  # two agents with the same tools share them
-    schema = json.loads(prompt[tools_at:].split("\n", 1)[0])
+def to_agent(name: str, others: list[str]) -> dict:
+    """A messaging tool as narrowed for one agent: the agent ids to choose from exclude the caller."""
+    agent_id = {"type": "string", "enum": others, "description": "The other agent's id."}
+    params = {"type": "object", "properties": {"other_agent_id": agent_id}, "required": ["other_agent_id"]}
+    return {"type": "function", "function": {"name": name, "description": "Message one.", "parameters": params}}
+
+
+def test_the_tools_are_the_same_text_for_every_agent_and_their_choices_come_after_the_system_messages():
+    own = {"role": "system", "content": 'You are agent "a".'}
+    prompt = ct.render_prompt([MESSAGES[0], own, MESSAGES[2]], [to_agent("send_x", ["b", "c"]), TOOL])
+    other = ct.render_prompt(
+        [MESSAGES[0], {"role": "system", "content": 'You are agent "b".'}, MESSAGES[2]],
+        [TOOL, to_agent("send_x", ["a", "c"])],  # the same tools in another order
+    )
+    shared = shared_prefix(prompt, other)
+    assert shared.endswith('You are agent "') and "<memory_blocks>" in shared  # tools, memory: one prefix
+    assert shared.index('{"name":"core_memory_append"') < shared.index('{"name":"send_x"')  # by name
+    assert '"enum"' not in prompt and '"other_agent_id":{"type":"string","description":' in shared
+    choices = """The values the tools' arguments take: {"other_agent_id":["b","c"]}"""
+    assert prompt.endswith(f'You are agent "a".\n\n{choices}<|im_end|>\n<|im_start|>user\nNote <this>.<|im_end|>\n'
+                           "<|im_start|>assistant\n")  # fmt: skip
+    schema = json.loads(prompt[prompt.index('{"name":"core_memory_append"') :].split("\n", 1)[0])
     assert schema["parameters"]["required"] == ["label"] and schema["description"].endswith('"label" names it')
+    # one property with different choices in two tools is said per tool; with no system message, one is added
+    alone = ct.render_prompt([MESSAGES[2]], [to_agent("send_x", ["b"]), to_agent("send_y", ["c"])])
+    assert '{"other_agent_id":["b"],"send_y.other_agent_id":["c"]}<|im_end|>\n<|im_start|>user' in alone
 
 
 def test_the_same_messages_give_the_same_prefix_whatever_the_tool_choice():

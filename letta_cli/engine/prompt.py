@@ -17,11 +17,12 @@ IDENTITY = 'You are agent "{name}" in a multi-agent workspace; other agents addr
 
 
 def system_messages(ws: Workspace, agent: AgentDef) -> list[dict[str, str]]:
-    """The system messages a request starts with: the stable part, then the memory blocks (if any), read now."""
+    """The system messages a request starts with: the memory blocks (if any), read now, then the agent's own
+    prompt and identity."""
     messages = [{"role": "system", "content": stable_prompt(agent)}]
     blocks = BlockStore(ws).for_agent(agent)
     if blocks:
-        messages.append({"role": "system", "content": render_memory(blocks)})
+        messages.insert(0, {"role": "system", "content": render_memory(blocks)})
     return messages
 
 
@@ -44,14 +45,15 @@ def render_memory(blocks: list[Block]) -> str:
         return ""
     lines = [
         "<memory_blocks>",
-        'Your memory blocks, always in view; edit them with the memory tools. chars="current/limit".',
+        "Your memory blocks, always in view; edit them with the memory tools. <chars> is current/limit.",
     ]
-    for b in blocks:
+    for b in sorted(blocks, key=lambda b: b.owner is not None):  # shared blocks first: the same for every holder
         shared = ' shared="true"' if b.owner is None else ""
         ro = "true" if b.read_only else "false"
-        lines.append(f'<block label="{b.label}"{shared} read_only="{ro}" chars="{len(b.value)}/{b.limit}">')
+        lines.append(f'<block label="{b.label}"{shared} read_only="{ro}">')
         if b.description:
             lines.append(f"<description>{b.description}</description>")
-        lines += ["<value>", b.value, "</value>", "</block>"]
+        # the size after the value: an edit changes the prompt from its own text on, not from the block's top
+        lines += ["<value>", b.value, "</value>", f"<chars>{len(b.value)}/{b.limit}</chars>", "</block>"]
     lines.append("</memory_blocks>")
     return "\n".join(lines)
