@@ -1,11 +1,13 @@
-"""The system prompt of every model call: the agent's prompt, its identity, and its memory blocks, rebuilt for
+"""The system prompt of every model call: the agent's memory blocks, its prompt and its identity, rebuilt for
 each call so a block edited by another agent is seen at once.
 
-A request starts with what stays the same from call to call (the agent's prompt and identity; the tools, which
-a server puts next to them) and ends with what changes (the memory blocks, the recent history, the new
-message): so the memory goes in a second system message, and a server that caches evaluated prompts by their
-prefix (the local model's does) re-reads only what changed. Together the two say what Letta's one system
-prompt says, in the same order."""
+A request starts with what the agents of a workspace share and what changes least, and ends with what is the
+agent's own and changes: the memory blocks (shared ones first, each block's size after its value) in a first
+system message, the agent's prompt and identity in a second, then the recent history and the new message. A
+server that caches evaluated prompts by their prefix (the local model's does) then evaluates the tools (which
+it puts in front) and the shared blocks once for every agent holding them, and after an edit re-reads only
+from the edited text on. Together the two messages say what Letta's one system prompt says, the memory
+before the history."""
 
 from __future__ import annotations
 
