@@ -184,6 +184,7 @@ def test_a_forced_call_reads_back_in_the_next_prompt_as_it_was_generated():
     # arguments from elsewhere (another server, a hand-written history) are rendered as JSON
     assert ct.call_text("f", '{"a":1}') == '<tool_call>{"name": "f", "arguments": {"a":1}}</tool_call>'
     assert ct.call_text("f", "not json") == '<tool_call>{"name": "f", "arguments": "not json"}</tool_call>'
+    assert ct.call_text("f", '{\n  "a": 1\n}') == '<tool_call>{"name": "f", "arguments": {"a": 1}}</tool_call>'
 
 
 def test_the_handler_refuses_to_force_an_unknown_tool():

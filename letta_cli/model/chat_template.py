@@ -98,7 +98,7 @@ def call_text(name: str, arguments: Any) -> str:
             parsed = json.loads(arguments) if arguments.strip() else {}
         except ValueError:
             parsed = arguments  # kept as a string: the model sees what it wrote
-        if isinstance(parsed, dict) and arguments.strip():
+        if isinstance(parsed, dict) and arguments.strip() and "\n" not in arguments.strip():  # one line, as written
             return f"{call_prefix(name)[:-1]}{arguments.strip()}}}{CALL_CLOSE}"
         arguments = parsed
     body = json.dumps({"name": name, "arguments": arguments}, ensure_ascii=False)
