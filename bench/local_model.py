@@ -86,7 +86,7 @@ def token_report(root: Path, title: str) -> float:
     print(
         f"   total: {len(calls)} model calls, {sent} prompt tokens sent, {evaluated} evaluated "
         f"({evaluated / max(sent, 1):.0%}); of these, {sum(first.values())} in each agent's first call "
-        f"(nothing cached yet but the tools' header); after them: {later_evaluated} of {later_sent} "
+        f"(what each does not share with the agents that ran before it); after them: {later_evaluated} of {later_sent} "
         f"({later_evaluated / max(later_sent, 1):.0%})"
     )
     return evaluated / max(sent, 1)

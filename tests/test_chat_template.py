@@ -16,35 +16,53 @@ TOOL = {
     },
 }
 MESSAGES = [
-    {"role": "system", "content": 'You are agent "a".'},
     {"role": "system", "content": '<memory_blocks>\n<block label="team">x < y & "z"</block>\n</memory_blocks>'},
+    {"role": "system", "content": 'You are agent "a".'},
     {"role": "user", "content": "Note <this>."},
 ]
 
 
 def test_the_prompt_is_chatml_with_nothing_escaped():
     prompt = ct.render_prompt(MESSAGES, [TOOL])
-    assert prompt.startswith("<|im_start|>system\n# Tools\n") and '}\n\nYou are agent "a".<|im_end|>' in prompt
+    assert prompt.startswith("<|im_start|>system\n# Tools\n") and "}\n\n<memory_blocks>" in prompt
     assert '<block label="team">x < y & "z"</block>' in prompt and "<|im_start|>user\nNote <this>.<|im_end|>" in prompt
     assert "&lt;" not in prompt and "&#34;" not in prompt and "&amp;" not in prompt and "&quot;" not in prompt
     assert prompt.endswith("<|im_end|>\n<|im_start|>assistant\n")
     assert prompt.count("<|im_start|>system") == 2 and prompt.count("# Tools") == 1
 
 
-def test_tools_come_first_then_the_stable_part_then_what_changes():
-    prompt = ct.render_prompt(MESSAGES, [TOOL])
-    tools_at = prompt.index('{"name":"core_memory_append"')
-    assert tools_at < prompt.index('You are agent "a".') < prompt.index("<memory_blocks>")
-    other = ct.render_prompt([{"role": "system", "content": 'You are agent "b".'}, *MESSAGES[1:]], [TOOL])
-    assert shared_prefix(prompt, other).endswith('You are agent "')  # two agents with the same tools share them
-    schema = json.loads(prompt[tools_at:].split("\n", 1)[0])
+def to_agent(name: str, others: list[str]) -> dict:
+    """A messaging tool as narrowed for one agent: the agent ids to choose from exclude the caller."""
+    agent_id = {"type": "string", "enum": others, "description": "The other agent's id."}
+    params = {"type": "object", "properties": {"other_agent_id": agent_id}, "required": ["other_agent_id"]}
+    return {"type": "function", "function": {"name": name, "description": "Message one.", "parameters": params}}
+
+
+def test_the_tools_are_the_same_text_for_every_agent_and_their_choices_come_after_the_system_messages():
+    own = {"role": "system", "content": 'You are agent "a".'}
+    prompt = ct.render_prompt([MESSAGES[0], own, MESSAGES[2]], [to_agent("send_x", ["b", "c"]), TOOL])
+    other = ct.render_prompt(
+        [MESSAGES[0], {"role": "system", "content": 'You are agent "b".'}, MESSAGES[2]],
+        [TOOL, to_agent("send_x", ["a", "c"])],  # the same tools in another order
+    )
+    shared = shared_prefix(prompt, other)
+    assert shared.endswith('You are agent "') and "<memory_blocks>" in shared  # tools, memory: one prefix
+    assert shared.index('{"name":"core_memory_append"') < shared.index('{"name":"send_x"')  # by name
+    assert '"enum"' not in prompt and '"other_agent_id":{"type":"string","description":' in shared
+    choices = """The values the tools' arguments take: {"other_agent_id":["b","c"]}"""
+    assert prompt.endswith(f'You are agent "a".\n\n{choices}<|im_end|>\n<|im_start|>user\nNote <this>.<|im_end|>\n'
+                           "<|im_start|>assistant\n")  # fmt: skip
+    schema = json.loads(prompt[prompt.index('{"name":"core_memory_append"') :].split("\n", 1)[0])
     assert schema["parameters"]["required"] == ["label"] and schema["description"].endswith('"label" names it')
+    # one property with different choices in two tools is said per tool; with no system message, one is added
+    alone = ct.render_prompt([MESSAGES[2]], [to_agent("send_x", ["b"]), to_agent("send_y", ["c"])])
+    assert '{"other_agent_id":["b"],"send_y.other_agent_id":["c"]}<|im_end|>\n<|im_start|>user' in alone
 
 
 def test_the_same_messages_give_the_same_prefix_whatever_the_tool_choice():
     free = ct.render_prompt(MESSAGES, [TOOL])
     forced = ct.render_prompt(MESSAGES, [TOOL], forced="core_memory_append")
-    assert forced.startswith(free) and forced.endswith('<tool_call>{"name": "core_memory_append", "arguments": ')
+    assert forced.startswith(free) and forced.endswith('<tool_call>{"name": "core_memory_append", "arguments": {')
     assert ct.render_prompt(MESSAGES, None).count("# Tools") == 0
 
 
@@ -146,6 +164,29 @@ def test_the_handler_answers_in_text_for_tool_choice_none_and_reports_the_cached
     assert usage["prompt_tokens_details"]["cached_tokens"] == shared
 
 
+def test_a_forced_call_reads_back_in_the_next_prompt_as_it_was_generated():
+    """The arguments are returned as generated, spaces and all, and the next step renders them so: its prompt
+    starts with the forced prompt and the generated text, which the server has evaluated already."""
+    from letta_cli.model.llama_server import letta_chatml
+
+    llama = ScriptedLlama(' "label" : "team"}', "Noted.")
+    forced = {"type": "function", "function": {"name": "core_memory_append"}}
+    out = letta_chatml(llama=llama, messages=MESSAGES, tools=[TOOL], tool_choice=forced)
+    (call,) = out["choices"][0]["message"]["tool_calls"]
+    assert call["function"]["arguments"] == '{ "label" : "team"}'
+    step = [
+        *MESSAGES,
+        {"role": "assistant", "content": None, "tool_calls": [call]},
+        {"role": "tool", "tool_call_id": call["id"], "content": "Appended."},
+    ]
+    letta_chatml(llama=llama, messages=step, tools=[TOOL], tool_choice="none")
+    assert llama.prompts[1].startswith(llama.prompts[0] + ' "label" : "team"}}</tool_call>')
+    # arguments from elsewhere (another server, a hand-written history) are rendered as JSON
+    assert ct.call_text("f", '{"a":1}') == '<tool_call>{"name": "f", "arguments": {"a":1}}</tool_call>'
+    assert ct.call_text("f", "not json") == '<tool_call>{"name": "f", "arguments": "not json"}</tool_call>'
+    assert ct.call_text("f", '{\n  "a": 1\n}') == '<tool_call>{"name": "f", "arguments": {"a": 1}}</tool_call>'
+
+
 def test_the_handler_refuses_to_force_an_unknown_tool():
     import pytest
 
@@ -201,11 +242,11 @@ def test_a_free_call_whose_arguments_do_not_fit_the_schema_is_generated_again_un
             self.grammars = [*getattr(self, "grammars", []), grammar]
             return super().create_completion(**kw)
 
-    llama = Bound('<tool_call>{"name": "core_memory_append", "arguments": {"sentence": "b"}}', '{"label": "team"}')
+    llama = Bound('<tool_call>{"name": "core_memory_append", "arguments": {"sentence": "b"}}', ' "label": "team"}')
     out = letta_chatml(llama=llama, messages=MESSAGES, tools=[TOOL], tool_choice="auto")
     (call,) = out["choices"][0]["message"]["tool_calls"]
-    assert call["function"]["arguments"] == '{"label": "team"}' and llama.grammars[0] is None
-    assert llama.grammars[1] is not None and llama.prompts[1].endswith('"arguments": ')
+    assert call["function"]["arguments"] == '{ "label": "team"}' and llama.grammars[0] is None
+    assert llama.grammars[1] is not None and llama.prompts[1].endswith('"arguments": {')
 
 
 def test_a_call_written_as_bare_json_where_text_is_asked_for_is_asked_again():

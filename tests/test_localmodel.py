@@ -185,6 +185,33 @@ def test_a_repeated_prefix_is_reported_as_cached(client, served):
     assert cached < second.usage.prompt_tokens  # the new last message was evaluated
 
 
+def test_a_forced_call_read_back_in_the_next_step_is_served_from_the_cache(client, served):
+    """The next step's prompt carries the call as the model generated it, so the server re-evaluates only the
+    call's last tokens and what follows (the tool result), not the arguments."""
+    _, info = served
+    messages = [{"role": "user", "content": "What is the weather in Paris? " * 8}]
+    forced = {"type": "function", "function": {"name": "get_weather"}}
+    first = client.chat.completions.create(
+        model=info.model, messages=messages, tools=[FORCED_TOOL], tool_choice=forced, max_tokens=64
+    )
+    (call,) = first.choices[0].message.tool_calls
+    step = {
+        "id": call.id,
+        "type": "function",
+        "function": {"name": call.function.name, "arguments": call.function.arguments},
+    }
+    messages += [
+        {"role": "assistant", "content": "", "tool_calls": [step]},
+        {"role": "tool", "tool_call_id": call.id, "content": "Sunny"},
+    ]
+    second = client.chat.completions.create(
+        model=info.model, messages=messages, tools=[FORCED_TOOL], tool_choice="none", max_tokens=8
+    )
+    cached = second.usage.prompt_tokens_details.cached_tokens
+    generated = first.usage.completion_tokens
+    assert cached >= first.usage.prompt_tokens + generated - 4, (cached, first.usage, call.function.arguments)
+
+
 def test_tool_choice_none_answers_in_text(client, served):
     _, info = served
     response = client.chat.completions.create(

@@ -184,10 +184,12 @@ def test_attach_refuses_a_label_clash_and_changes_no_agent(workspace: Workspace,
 def test_render_shows_label_description_flags_size_and_value(store: BlockStore, alice: AgentDef):
     text = render_memory(store.for_agent(alice))
     assert text.startswith("<memory_blocks>") and text.endswith("</memory_blocks>")
-    assert '<block label="persona" read_only="false" chars="11/5000">' in text
-    assert '<block label="team" shared="true" read_only="false" chars="13/200">' in text
+    assert '<block label="persona" read_only="false">' in text and "</value>\n<chars>11/5000</chars>" in text
+    assert '<block label="team" shared="true" read_only="false">' in text
     assert "<description>The team's notes</description>" in text
-    assert "<value>\nGoal: ship v1\n</value>" in text
+    assert "<value>\nGoal: ship v1\n</value>\n<chars>13/200</chars>\n</block>" in text
+    # shared blocks first (the same text for every agent that holds them), then the agent's own
+    assert text.index('<block label="team"') < text.index('<block label="persona"')
     assert render_memory([]) == ""
 
 

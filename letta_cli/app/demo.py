@@ -32,6 +32,7 @@ BROADCAST = "send_message_to_agents_matching_all_tags"
 WAIT = "send_message_to_agent_and_wait_for_reply"
 ASYNC = "send_message_to_agent_async"
 APPEND = "core_memory_append"
+TOOLS = [APPEND, BROADCAST, WAIT, ASYNC]  # every agent has the same tools: one prompt prefix for all of them
 
 TEAM_NOTES = "Picnic on Saturday at the park by the river."
 WORKERS = {"worker-1": "sandwiches", "worker-2": "lemonade", "worker-3": "a frisbee"}
@@ -101,14 +102,14 @@ class Demo:
         if self.model:
             (self.root / "agents.toml").write_text(LOCAL_CONFIG.format(model=self.model))
         self.agents("blocks", "create", "team", "--value", TEAM_NOTES, "--description", "The team's shared notes")
+        tools = ",".join(TOOLS)
         self.agents(
-            "create", "supervisor", "-t", "supervisor", "--shared", "team", "--tools", BROADCAST,
+            "create", "supervisor", "-t", "supervisor", "--shared", "team", "--tools", tools,
             "--system", SUPERVISOR_SYSTEM, "-d", "Coordinates the workers",
         )  # fmt: skip
-        tools = {"worker-1": WAIT, "worker-2": APPEND, "worker-3": ASYNC}
         for name, food in WORKERS.items():
             system = WORKER_SYSTEM.format(name=name, food=food)
-            self.agents("create", name, "-t", "worker", "--shared", "team", "--tools", tools[name], "--system", system)
+            self.agents("create", name, "-t", "worker", "--shared", "team", "--tools", tools, "--system", system)
         self.agents("list")
         self.new_events()
 

@@ -1,11 +1,13 @@
-"""The system prompt of every model call: the agent's prompt, its identity, and its memory blocks, rebuilt for
+"""The system prompt of every model call: the agent's memory blocks, its prompt and its identity, rebuilt for
 each call so a block edited by another agent is seen at once.
 
-A request starts with what stays the same from call to call (the agent's prompt and identity; the tools, which
-a server puts next to them) and ends with what changes (the memory blocks, the recent history, the new
-message): so the memory goes in a second system message, and a server that caches evaluated prompts by their
-prefix (the local model's does) re-reads only what changed. Together the two say what Letta's one system
-prompt says, in the same order."""
+A request starts with what the agents of a workspace share and what changes least, and ends with what is the
+agent's own and changes: the memory blocks (shared ones first, each block's size after its value) in a first
+system message, the agent's prompt and identity in a second, then the recent history and the new message. A
+server that caches evaluated prompts by their prefix (the local model's does) then evaluates the tools (which
+it puts in front) and the shared blocks once for every agent holding them, and after an edit re-reads only
+from the edited text on. Together the two messages say what Letta's one system prompt says, the memory
+before the history."""
 
 from __future__ import annotations
 
@@ -17,11 +19,12 @@ IDENTITY = 'You are agent "{name}" in a multi-agent workspace; other agents addr
 
 
 def system_messages(ws: Workspace, agent: AgentDef) -> list[dict[str, str]]:
-    """The system messages a request starts with: the stable part, then the memory blocks (if any), read now."""
+    """The system messages a request starts with: the memory blocks (if any), read now, then the agent's own
+    prompt and identity."""
     messages = [{"role": "system", "content": stable_prompt(agent)}]
     blocks = BlockStore(ws).for_agent(agent)
     if blocks:
-        messages.append({"role": "system", "content": render_memory(blocks)})
+        messages.insert(0, {"role": "system", "content": render_memory(blocks)})
     return messages
 
 
@@ -44,14 +47,15 @@ def render_memory(blocks: list[Block]) -> str:
         return ""
     lines = [
         "<memory_blocks>",
-        'Your memory blocks, always in view; edit them with the memory tools. chars="current/limit".',
+        "Your memory blocks, always in view; edit them with the memory tools. <chars> is current/limit.",
     ]
-    for b in blocks:
+    for b in sorted(blocks, key=lambda b: b.owner is not None):  # shared blocks first: the same for every holder
         shared = ' shared="true"' if b.owner is None else ""
         ro = "true" if b.read_only else "false"
-        lines.append(f'<block label="{b.label}"{shared} read_only="{ro}" chars="{len(b.value)}/{b.limit}">')
+        lines.append(f'<block label="{b.label}"{shared} read_only="{ro}">')
         if b.description:
             lines.append(f"<description>{b.description}</description>")
-        lines += ["<value>", b.value, "</value>", "</block>"]
+        # the size after the value: an edit changes the prompt from its own text on, not from the block's top
+        lines += ["<value>", b.value, "</value>", f"<chars>{len(b.value)}/{b.limit}</chars>", "</block>"]
     lines.append("</memory_blocks>")
     return "\n".join(lines)

@@ -1,10 +1,12 @@
 """The prompt the local model reads: ChatML (SmolLM2's format) with the tools in the first system message.
 
 Plain text in, plain text out: no template engine, so nothing is HTML-escaped (`<memory_blocks>` and `"` reach
-the model as written). The tools are described at the start of the first system message, before the agent's
-prompt and identity, which the engine keeps stable; what changes (memory, history, the new message) follows. So
-the server's prompt cache reuses the longest possible prefix: within an agent's turns everything up to its
-memory, and across agents with the same tools (and the same system prompt) the tools as well. A tool call is one line, `<tool_call>{"name": ..,
+the model as written). The tools are described at the start of the first system message, by name and without
+the values their arguments may take (the other agents, the tags, the blocks: different for each agent), which
+are said at the end of the system messages. The engine sends the shared memory first and the agent's own
+prompt after it (engine/prompt.py); history and the new message follow. So the server's prompt cache reuses
+the longest possible prefix: across agents with the same tools, the tools and the shared blocks; within an
+agent's turns, everything up to what changed. A tool call is one line, `<tool_call>{"name": ..,
 "arguments": {..}}</tool_call>`, the format SmolLM2 was tuned on. model/llama_server.py serves it.
 """
 
@@ -21,12 +23,13 @@ TOOLS_HEADER = (
     f'To use a tool, answer with one line {CALL_OPEN}{{"name": "TOOL", "arguments": {{...}}}}{CALL_CLOSE} '
     "and nothing else. The tools:"
 )
+CHOICES_HEADER = "The values the tools' arguments take:"
 SENTENCE_ENDS = ".!?"
 # The markup of the memory the engine sends (engine/prompt.py). A small model copies it into its answers
 # (`<block label="team" ...>`, `<block_label>`); an answer ends where it starts.
 # And it writes tool calls as bare JSON (`[{"name": "send_message_...", "arguments": ...`) where text is asked for.
 MARKUP_STOPS = [
-    "<memory_blocks", "</memory_blocks", "<block", "</block", "<value>", "</value>", "<description>", '{"name":',
+    "<memory_blocks", "</memory_blocks", "<block", "</block", "<value>", "</value>", "<description>", "<chars>", '{"name":',
 ]  # fmt: skip
 
 
@@ -41,14 +44,43 @@ def text_of(content: Any) -> str:
     return str(content)
 
 
-def describe_tools(tools: list[dict[str, Any]]) -> str:
-    """The tools section: one compact JSON line per function (name, description, parameters)."""
+def describe_tools(tools: list[dict[str, Any]]) -> tuple[str, str]:
+    """The tools section (one compact JSON line per function: name, description, parameters), in the order of
+    their names, and the line of the values their arguments may take.
+
+    The choices (`enum`s: the other agents, the tags in use, the agent's blocks) differ from agent to agent,
+    so they are left out of the section, which is then the same for every agent with the same tools (one
+    prefix that the server evaluates once for all of them), and said in a line of their own at the end of the
+    system messages. A forced call's grammar still holds to the values of its own schema."""
     lines = [TOOLS_HEADER]
-    for tool in tools:
-        fn = tool.get("function") or {}
-        entry = {"name": fn.get("name", ""), "description": fn.get("description", ""), "parameters": parameters(fn)}
+    choices: dict[str, list[Any]] = {}
+    for fn in sorted((t.get("function") or {} for t in tools), key=lambda f: str(f.get("name", ""))):
+        params, found = without_choices(parameters(fn))
+        for key, values in found.items():
+            choices[key if choices.get(key, values) == values else f"{fn.get('name', '')}.{key}"] = values
+        entry = {"name": fn.get("name", ""), "description": fn.get("description", ""), "parameters": params}
         lines.append(json.dumps(entry, ensure_ascii=False, separators=(",", ":")))
-    return "\n".join(lines)
+    said = json.dumps(choices, ensure_ascii=False, separators=(",", ":")) if choices else ""
+    return "\n".join(lines), f"{CHOICES_HEADER} {said}" if said else ""
+
+
+def without_choices(params: dict[str, Any]) -> tuple[dict[str, Any], dict[str, list[Any]]]:
+    """The parameters without the `enum` of each property (or of its items), and those enums by property."""
+    props = params.get("properties")
+    if not isinstance(props, dict):
+        return params, {}
+    kept: dict[str, Any] = {}
+    found: dict[str, list[Any]] = {}
+    for key, prop in props.items():
+        if isinstance(prop, dict) and isinstance(prop.get("enum"), list):
+            found[key] = prop["enum"]
+            prop = {k: v for k, v in prop.items() if k != "enum"}
+        items = prop.get("items") if isinstance(prop, dict) else None
+        if isinstance(items, dict) and isinstance(items.get("enum"), list):
+            found[key] = items["enum"]
+            prop = {**prop, "items": {k: v for k, v in items.items() if k != "enum"}}
+        kept[key] = prop
+    return {**params, "properties": kept}, found
 
 
 def parameters(fn: dict[str, Any]) -> dict[str, Any]:
@@ -57,26 +89,37 @@ def parameters(fn: dict[str, Any]) -> dict[str, Any]:
 
 
 def call_text(name: str, arguments: Any) -> str:
-    """A tool call as the model writes it; arguments given as JSON text are embedded as the object they are."""
+    """A tool call as the model writes it. Arguments given as the JSON text of an object are embedded as written
+    (the handler returns a forced call's arguments as the model generated them, after `call_prefix`), so the
+    call reads back as the tokens the server evaluated and its cached state stays a prefix of the next step's
+    prompt; other arguments are embedded as the JSON value they are."""
     if isinstance(arguments, str):
         try:
-            arguments = json.loads(arguments) if arguments.strip() else {}
+            parsed = json.loads(arguments) if arguments.strip() else {}
         except ValueError:
-            pass  # kept as a string: the model sees what it wrote
+            parsed = arguments  # kept as a string: the model sees what it wrote
+        if isinstance(parsed, dict) and arguments.strip() and "\n" not in arguments.strip():  # one line, as written
+            return f"{call_prefix(name)[:-1]}{arguments.strip()}}}{CALL_CLOSE}"
+        arguments = parsed
     body = json.dumps({"name": name, "arguments": arguments}, ensure_ascii=False)
     return f"{CALL_OPEN}{body}{CALL_CLOSE}"
 
 
 def call_prefix(name: str) -> str:
-    """What a forced call of `name` starts with; the arguments object follows, bound by its schema."""
-    return f'{CALL_OPEN}{{"name": {json.dumps(name, ensure_ascii=False)}, "arguments": '
+    """What a forced call of `name` starts with, up to the arguments' opening brace; the grammar of its schema
+    (model/llama_server.py) goes on with a space, then the properties. The tokenizer reads `{ "` as the two
+    tokens ` {` and ` "` wherever it meets them, so the call, read back in the next step's prompt, tokenizes as
+    it was generated (SmolLM2 writes `{"` as a single token after a space when it has the choice)."""
+    return f'{CALL_OPEN}{{"name": {json.dumps(name, ensure_ascii=False)}, "arguments": {{'
 
 
-def render_message(message: dict[str, Any], tools_section: str | None) -> str:
+def render_message(message: dict[str, Any], tools_section: str | None, choices: str | None = None) -> str:
     role = str(message.get("role", "user"))
     text = text_of(message.get("content"))
     if role == "system" and tools_section:
         text = f"{tools_section}\n\n{text}" if text else tools_section
+    if role == "system" and choices:
+        text = f"{text}\n\n{choices}" if text else choices
     if role == "assistant":
         calls = [
             call_text(str(fn.get("name", "")), fn.get("arguments", {}))
@@ -91,15 +134,17 @@ def render_prompt(messages: list[dict[str, Any]], tools: list[dict[str, Any]] | 
     """The whole prompt, ending where the assistant's answer (or the forced call's arguments) begins.
 
     The tools open the first system message (one is added in front if there is none), even when tool_choice
-    is "none": the prompt then differs from the previous step only at its end.
+    is "none": the prompt then differs from the previous step only at its end. The values their arguments
+    take close the last of the system messages that open the request.
     """
-    section = describe_tools(tools) if tools else None
+    section, choices = describe_tools(tools) if tools else (None, None)
     parts: list[str] = []
     if section and not (messages and messages[0].get("role") == "system"):
-        parts.append(f"{START}system\n{section}{END}\n")
-        section = None
+        parts.append(render_message({"role": "system", "content": ""}, section, choices))
+        section = choices = None
+    lead = next((i for i, m in enumerate(messages) if m.get("role") != "system"), len(messages))
     for i, message in enumerate(messages):
-        parts.append(render_message(message, section if i == 0 else None))
+        parts.append(render_message(message, section if i == 0 else None, choices if i == lead - 1 else None))
     parts.append(f"{START}assistant\n")
     if forced is not None:
         parts.append(call_prefix(forced))

@@ -57,11 +57,19 @@ def _counter(llama: Any) -> _EvalCounter:
     return counter
 
 
+OBJECT_START = 'root ::= "{" space '  # how json_schema_to_gbnf's grammar of an object begins
+
+
 @functools.lru_cache(maxsize=64)
 def _grammar_text(schema: str, first: tuple[str, ...]) -> str:
+    """The arguments object after its opening brace, which the prompt ends with (chat_template.call_prefix):
+    a space, then the properties."""
     from llama_cpp.llama_grammar import json_schema_to_gbnf
 
-    return str(json_schema_to_gbnf(schema, list(first)))
+    rules = str(json_schema_to_gbnf(schema, list(first)))
+    if OBJECT_START not in rules:
+        raise ValueError("a tool's parameters must be a JSON object schema")
+    return rules.replace(OBJECT_START, 'root ::= " " ', 1)
 
 
 def _grammar(schema: dict[str, Any]) -> Any:
@@ -134,6 +142,12 @@ class _Generation:
         budget = max(max_tokens or 0, MIN_CALL_TOKENS)
         schema = chat_template.bind_named_choices(fn_schema(fn), chat_template.request_text(messages))
         text, _ = self.run(prompt, max_tokens=budget, stop=[chat_template.END], grammar=_grammar(schema))
+        text = "{" + text  # the prompt ends with the brace
+        try:  # as generated (chat_template.call_text reads them back as written: the next prompt's prefix)
+            json.loads(text)
+            return text.strip()
+        except ValueError:
+            pass
         try:  # the grammar lets raw control characters into strings; send them escaped
             return json.dumps(json.loads(text, strict=False), ensure_ascii=False)
         except ValueError:  # cut off by the token limit: the tool reports it to the model

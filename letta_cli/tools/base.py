@@ -153,7 +153,8 @@ def spellings(model: type[BaseModel]) -> dict[str, str]:
     return out
 
 
-_KEYS = ("type", "items", "enum", "description")  # what the model is shown of each parameter, in this order
+# what the model is shown of each parameter, in this order
+_KEYS = ("type", "items", "enum", "minLength", "description")
 
 
 def parameters_of(model: type[BaseModel]) -> dict[str, Any]:

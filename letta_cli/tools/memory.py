@@ -29,7 +29,7 @@ OLD_STRING = AliasChoices("old_string", "old_str")
 
 
 class CoreMemoryAppend(MemoryEdit):
-    content: Annotated[str, Field(description="Text to append.")]
+    content: Annotated[str, Field(description="Text to append.", min_length=1)]  # appending nothing is no edit
 
     def apply(self, block: Block) -> str:
         return memory_edits.append(block, self.content)
