@@ -118,10 +118,10 @@ def test_send_message_is_a_reply_and_ends_the_turn(ws, llm):
     assert record.reply == ["done!"] and len(llm.requests) == 1
 
 
-def test_two_agents_requests_share_the_tools_and_the_shared_memory_before_their_own_prompts(ws, llm):
+def test_two_agents_requests_share_the_tools_then_follow_letta_s_order(ws, llm):
     """What is the same for every agent comes first: the tools (their choices, which exclude the caller, are
-    said after the system messages) and the shared blocks; each agent's own prompt and private blocks follow.
-    So the local model's server evaluates that prefix once for the whole team."""
+    said after the system messages). Then Letta's order: the agent's own prompt, its memory (shared blocks
+    first), the history. So the local model's server evaluates the tools once for the whole team."""
     from letta_cli.model.chat_template import render_prompt
 
     AgentStore(ws).save(new_agent("carol", system="You are Carol.", shared=["team"], memory={"notes": "Carol."}))
@@ -137,8 +137,10 @@ def test_two_agents_requests_share_the_tools_and_the_shared_memory_before_their_
         n += 1
     shared = a[:n]
     assert shared.startswith("<|im_start|>system\n# Tools\n") and shared.count('{"name":"') == 9  # every tool
-    assert "Goal: ship v1\n</value>\n<chars>13/200</chars>\n</block>\n<block" in shared and "persona" not in shared
-    assert a.index("<memory_blocks>") < a.index("You are Alice") < a.index("<|im_start|>user\nhi")
+    assert "Alice" not in shared and "<memory_blocks>" not in shared
+    assert a.index("You are Alice") < a.index("<memory_blocks>") < a.index("<|im_start|>user\nhi")
+    assert a.index('<block label="team"') < a.index('<block label="persona"')  # shared blocks first
+    assert "Goal: ship v1\n</value>\n<chars>13/200</chars>\n</block>" in a  # the size after the value
     others = "The values the tools' arguments take:"
     assert '"other_agent_id":["bob","carol"]' in a[a.index(others) :] and '"alice","bob"]' in c[c.index(others) :]
 
@@ -148,7 +150,7 @@ def test_a_memory_edit_is_made_at_once_and_seen_by_the_next_call(ws, llm):
     record = turn(ws, llm, "alice", "note the owner")
     assert results(llm) == ["Memory block 'team' updated (26/200 chars)."]
     assert BlockStore(ws).get("team").value == "Goal: ship v1\nOwner: Alice"
-    assert "Goal: ship v1\nOwner: Alice" in llm.requests[1]["messages"][0]["content"]  # the prompt is rebuilt
+    assert "Goal: ship v1\nOwner: Alice" in llm.requests[1]["messages"][1]["content"]  # the prompt is rebuilt
     assert record.status == "ok"
 
 

@@ -1,13 +1,11 @@
-"""The system prompt of every model call: the agent's memory blocks, its prompt and its identity, rebuilt for
+"""The system prompt of every model call: the agent's prompt and identity, then its memory blocks, rebuilt for
 each call so a block edited by another agent is seen at once.
 
-A request starts with what the agents of a workspace share and what changes least, and ends with what is the
-agent's own and changes: the memory blocks (shared ones first, each block's size after its value) in a first
-system message, the agent's prompt and identity in a second, then the recent history and the new message. A
-server that caches evaluated prompts by their prefix (the local model's does) then evaluates the tools (which
-it puts in front) and the shared blocks once for every agent holding them, and after an edit re-reads only
-from the edited text on. Together the two messages say what Letta's one system prompt says, the memory
-before the history."""
+Letta's order: the agent's own instructions first, its memory after them, then the recent history and the new
+message. The memory goes in a second system message, shared blocks first and each block's size after its
+value, so a server that caches evaluated prompts by their prefix (the local model's does) re-reads, after an
+edit, only from the edited text on, and the agent's prompt stays a stable prefix for all its turns. Together
+the two messages say what Letta's one system prompt says."""
 
 from __future__ import annotations
 
@@ -19,12 +17,12 @@ IDENTITY = 'You are agent "{name}" in a multi-agent workspace; other agents addr
 
 
 def system_messages(ws: Workspace, agent: AgentDef) -> list[dict[str, str]]:
-    """The system messages a request starts with: the memory blocks (if any), read now, then the agent's own
-    prompt and identity."""
+    """The system messages a request starts with: the agent's own prompt and identity, then the memory blocks
+    (if any), read now."""
     messages = [{"role": "system", "content": stable_prompt(agent)}]
     blocks = BlockStore(ws).for_agent(agent)
     if blocks:
-        messages.insert(0, {"role": "system", "content": render_memory(blocks)})
+        messages.append({"role": "system", "content": render_memory(blocks)})
     return messages
 
 

@@ -3,10 +3,10 @@
 Plain text in, plain text out: no template engine, so nothing is HTML-escaped (`<memory_blocks>` and `"` reach
 the model as written). The tools are described at the start of the first system message, by name and without
 the values their arguments may take (the other agents, the tags, the blocks: different for each agent), which
-are said at the end of the system messages. The engine sends the shared memory first and the agent's own
-prompt after it (engine/prompt.py); history and the new message follow. So the server's prompt cache reuses
-the longest possible prefix: across agents with the same tools, the tools and the shared blocks; within an
-agent's turns, everything up to what changed. A tool call is one line, `<tool_call>{"name": ..,
+are said at the end of the system messages. The engine sends the agent's own prompt, then its memory
+(engine/prompt.py); history and the new message follow. So the server's prompt cache reuses the longest
+possible prefix: across agents with the same tools, the tools; within an agent's turns, everything up to
+what changed. A tool call is one line, `<tool_call>{"name": ..,
 "arguments": {..}}</tool_call>`, the format SmolLM2 was tuned on. model/llama_server.py serves it.
 """
 
