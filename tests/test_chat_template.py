@@ -59,6 +59,28 @@ def test_the_tools_are_the_same_text_for_every_agent_and_their_choices_come_afte
     assert '{"other_agent_id":["b"],"send_y.other_agent_id":["c"]}<|im_end|>\n<|im_start|>user' in alone
 
 
+def test_the_memory_is_read_first_by_this_format_only():
+    """The engine sends Letta's order (the agent's prompt, then its memory); the local format reads the memory
+    first, so two agents holding the same shared block share it as a prefix."""
+
+    def request(prompt: str) -> list[dict]:
+        memory = (
+            '<memory_blocks>\n<block label="team" shared="true">\n<value>\nGoal\n</value>\n</block>\n</memory_blocks>'
+        )
+        return [
+            {"role": "system", "content": prompt},
+            {"role": "system", "content": memory},
+            {"role": "user", "content": "hi"},
+        ]
+
+    a, c = ct.render_prompt(request("You are Alice."), None), ct.render_prompt(request("You are Carol."), None)
+    assert a.index("<memory_blocks>") < a.index("You are Alice.") < a.index("hi")
+    n = next(i for i, (x, y) in enumerate(zip(a, c, strict=False)) if x != y)
+    assert "</memory_blocks>" in a[:n]
+    plain = [{"role": "system", "content": "You are Alice."}, {"role": "user", "content": "<memory_blocks> quoted"}]
+    assert ct.render_prompt(plain, None).index("You are Alice.") < ct.render_prompt(plain, None).index("quoted")
+
+
 def test_the_same_messages_give_the_same_prefix_whatever_the_tool_choice():
     free = ct.render_prompt(MESSAGES, [TOOL])
     forced = ct.render_prompt(MESSAGES, [TOOL], forced="core_memory_append")

@@ -4,9 +4,10 @@ Plain text in, plain text out: no template engine, so nothing is HTML-escaped (`
 the model as written). The tools are described at the start of the first system message, by name and without
 the values their arguments may take (the other agents, the tags, the blocks: different for each agent), which
 are said at the end of the system messages. The engine sends the agent's own prompt, then its memory
-(engine/prompt.py); history and the new message follow. So the server's prompt cache reuses the longest
-possible prefix: across agents with the same tools, the tools; within an agent's turns, everything up to
-what changed. A tool call is one line, `<tool_call>{"name": ..,
+(engine/prompt.py, Letta's order); this format reads the memory first (`memory_first`); history and the new
+message follow. So the server's prompt cache reuses the longest possible prefix: across agents with the
+same tools and shared blocks, the tools and those blocks; within an agent's turns, everything up to what
+changed. A tool call is one line, `<tool_call>{"name": ..,
 "arguments": {..}}</tool_call>`, the format SmolLM2 was tuned on. model/llama_server.py serves it.
 """
 
@@ -138,6 +139,7 @@ def render_prompt(messages: list[dict[str, Any]], tools: list[dict[str, Any]] | 
     take close the last of the system messages that open the request.
     """
     section, choices = describe_tools(tools) if tools else (None, None)
+    messages = memory_first(messages)
     parts: list[str] = []
     if section and not (messages and messages[0].get("role") == "system"):
         parts.append(render_message({"role": "system", "content": ""}, section, choices))
@@ -149,6 +151,20 @@ def render_prompt(messages: list[dict[str, Any]], tools: list[dict[str, Any]] | 
     if forced is not None:
         parts.append(call_prefix(forced))
     return "".join(parts)
+
+
+def memory_first(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The request's opening system messages with the memory (the engine's `<memory_blocks>` message, sent
+    after the agent's prompt as in Letta) moved in front of the agent's prompt. Only this chat format does
+    so: the agents holding the same shared blocks (which the memory lists first) then share that prefix too,
+    so an agent's first call evaluates its own prompt and not the team's memory again. Other endpoints get
+    Letta's order as sent."""
+    lead = next((i for i, m in enumerate(messages) if m.get("role") != "system"), len(messages))
+    memory = [i for i in range(lead) if text_of(messages[i].get("content")).startswith("<memory_blocks>")]
+    if not memory or memory[0] == 0:
+        return messages
+    i = memory[0]
+    return [messages[i], *messages[:i], *messages[i + 1 :]]
 
 
 def parse_call(text: str, names: set[str]) -> tuple[str, dict[str, Any] | None, str | None]:
