@@ -100,7 +100,8 @@ def main() -> int:
         "--bytecode",
         action="store_true",
         help="let Python cache bytecode (in a scratch PYTHONPYCACHEPREFIX), as on a user's machine; by default "
-        "the environment is taken as it is (this box sets PYTHONDONTWRITEBYTECODE=1 and the venv has no .pyc)",
+        "the environment is taken as it is (this box sets PYTHONDONTWRITEBYTECODE=1; scripts/setup.sh compiles the "
+        "venv's bytecode at install, but not letta_cli's own, which is installed editable)",
     )
     args = ap.parse_args()
 
