@@ -76,11 +76,10 @@ def token_report(root: Path, title: str) -> float:
         print(f"   {group[0]['agent']:<11} {len(group):>5} {sent:>6} {evaluated:>9} {share:>6.0%} {secs:>8.1f}")
     sent = sum(c["prompt_tokens"] for c in calls)
     evaluated = sum(c["prompt_tokens"] - c.get("cached_tokens", 0) for c in calls)
-    first = {}
-    for c in calls:
-        first.setdefault(c["agent"], c["prompt_tokens"] - c.get("cached_tokens", 0))
+    first: dict[str, int] = {}
     first_sent: dict[str, int] = {}
     for c in calls:
+        first.setdefault(c["agent"], c["prompt_tokens"] - c.get("cached_tokens", 0))
         first_sent.setdefault(c["agent"], c["prompt_tokens"])
     later_sent, later_evaluated = sent - sum(first_sent.values()), evaluated - sum(first.values())
     print(

@@ -144,7 +144,7 @@ def render_prompt(messages: list[dict[str, Any]], tools: list[dict[str, Any]] | 
     if section and not (messages and messages[0].get("role") == "system"):
         parts.append(render_message({"role": "system", "content": ""}, section, choices))
         section = choices = None
-    lead = next((i for i, m in enumerate(messages) if m.get("role") != "system"), len(messages))
+    lead = leading_systems(messages)
     for i, message in enumerate(messages):
         parts.append(render_message(message, section if i == 0 else None, choices if i == lead - 1 else None))
     parts.append(f"{START}assistant\n")
@@ -159,12 +159,16 @@ def memory_first(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
     so: the agents holding the same shared blocks (which the memory lists first) then share that prefix too,
     so an agent's first call evaluates its own prompt and not the team's memory again. Other endpoints get
     Letta's order as sent."""
-    lead = next((i for i, m in enumerate(messages) if m.get("role") != "system"), len(messages))
-    memory = [i for i in range(lead) if text_of(messages[i].get("content")).startswith("<memory_blocks>")]
-    if not memory or memory[0] == 0:
-        return messages
-    i = memory[0]
-    return [messages[i], *messages[:i], *messages[i + 1 :]]
+    memory = (
+        i for i in range(leading_systems(messages)) if text_of(messages[i].get("content")).startswith("<memory_blocks>")
+    )
+    i = next(memory, 0)
+    return [messages[i], *messages[:i], *messages[i + 1 :]] if i else messages
+
+
+def leading_systems(messages: list[dict[str, Any]]) -> int:
+    """How many system messages open the request."""
+    return next((i for i, m in enumerate(messages) if m.get("role") != "system"), len(messages))
 
 
 def parse_call(text: str, names: set[str]) -> tuple[str, dict[str, Any] | None, str | None]:
