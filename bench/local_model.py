@@ -66,14 +66,17 @@ def token_report(root: Path, title: str) -> float:
     turns: dict[str, list[dict]] = {}
     for c in calls:
         turns.setdefault(c["message_id"], []).append(c)
-    print(f"\n{title}: prompt tokens per turn (sent / evaluated by the server), in order")
-    print(f"   {'agent':<11} {'calls':>5} {'sent':>6} {'evaluated':>9} {'share':>6} {'model s':>8}")
+    print(f"\n{title}: tokens per turn (prompt sent / evaluated by the server; answer written), in order")
+    print(f"   {'agent':<11} {'calls':>5} {'sent':>6} {'evaluated':>9} {'share':>6} {'written':>7} {'model s':>8}")
     for group in turns.values():
         sent = sum(c["prompt_tokens"] for c in group)
         evaluated = sum(c["prompt_tokens"] - c.get("cached_tokens", 0) for c in group)
+        written = sum(c.get("completion_tokens", 0) for c in group)
         secs = sum(c["duration_ms"] for c in group) / 1000
         share = evaluated / sent if sent else 0.0
-        print(f"   {group[0]['agent']:<11} {len(group):>5} {sent:>6} {evaluated:>9} {share:>6.0%} {secs:>8.1f}")
+        print(
+            f"   {group[0]['agent']:<11} {len(group):>5} {sent:>6} {evaluated:>9} {share:>6.0%} {written:>7} {secs:>8.1f}"
+        )
     sent = sum(c["prompt_tokens"] for c in calls)
     evaluated = sum(c["prompt_tokens"] - c.get("cached_tokens", 0) for c in calls)
     first: dict[str, int] = {}
@@ -86,7 +89,7 @@ def token_report(root: Path, title: str) -> float:
         f"   total: {len(calls)} model calls, {sent} prompt tokens sent, {evaluated} evaluated "
         f"({evaluated / max(sent, 1):.0%}); of these, {sum(first.values())} in each agent's first call "
         f"(what each does not share with the agents that ran before it); after them: {later_evaluated} of {later_sent} "
-        f"({later_evaluated / max(later_sent, 1):.0%})"
+        f"({later_evaluated / max(later_sent, 1):.0%}); {sum(c.get('completion_tokens', 0) for c in calls)} tokens written"
     )
     return evaluated / max(sent, 1)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,6 +17,9 @@ REPO = Path(__file__).resolve().parent.parent
 # The suite's senders serve in-process (as with AGENTS_DAEMON=0 in a shell): a scheduler daemon outliving a test
 # would hold its workspace's lock. tests/test_daemon.py turns it on where it tests the daemon.
 os.environ["AGENTS_DAEMON"] = "0"
+# The local model's Q8_0 copy of its weights (model/weights.py) is made once for all the suite's servers, in a
+# cache of the suite's own rather than the user's (or each test's $HOME).
+os.environ["XDG_CACHE_HOME"] = str(Path(tempfile.gettempdir()) / f"letta-cli-tests-{os.getuid()}" / "cache")
 
 
 @pytest.fixture

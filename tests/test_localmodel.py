@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from letta_cli.core.errors import StorageError
-from letta_cli.model import chat_template
+from letta_cli.model import chat_template, llama_command
 from letta_cli.model import local as localmodel
 from letta_cli.store.workspace import Workspace
 from tests.conftest import CLI, REPO, base_env
@@ -85,6 +85,9 @@ def test_serve_records_a_ready_server(served):
     record = json.loads(localmodel.record_path(ws).read_text())
     assert record["pid"] == info.pid and record["version"] == 1 and record["model"] == info.model
     assert Path(record["gguf"]).is_file() and "ready" not in record
+    assert record["model"] == "SmolLM2-135M-Instruct.Q8_0" and record["gguf"].endswith(
+        "/SmolLM2-135M-Instruct.Q8_0.gguf"
+    )
     assert localmodel.status(ws).ready
     assert localmodel.ensure_server(ws) == (info.base_url, info.model)
 
@@ -191,8 +194,9 @@ def test_a_forced_call_read_back_in_the_next_step_is_served_from_the_cache(clien
     _, info = served
     messages = [{"role": "user", "content": "What is the weather in Paris? " * 8}]
     forced = {"type": "function", "function": {"name": "get_weather"}}
+    # greedy: sampled, the model may write a city like `}, de`, which reads back in other tokens than it wrote
     first = client.chat.completions.create(
-        model=info.model, messages=messages, tools=[FORCED_TOOL], tool_choice=forced, max_tokens=64
+        model=info.model, messages=messages, tools=[FORCED_TOOL], tool_choice=forced, max_tokens=64, temperature=0
     )
     (call,) = first.choices[0].message.tool_calls
     step = {
@@ -309,6 +313,8 @@ def test_gguf_override_is_used(tmp_path, ws):
     weights.write_bytes(b"GGUF")
     cli = CLI(ws, {**base_env(tmp_path), "LETTA_CLI_GGUF": str(weights)})
     assert cli.ok("model", "path").out.strip() == str(weights)
+    data = cli.ok("model", "path", "--json").json()
+    assert data["gguf"] == data["served"] == str(weights)  # served as it is, not copied
 
 
 def test_without_llama_cpp_serve_says_what_to_install(tmp_path, ws):
@@ -402,20 +408,79 @@ def test_the_launcher_is_recognised_as_the_server(tmp_path):
 
 
 def test_threads_follow_the_setting_and_the_machine(monkeypatch):
-    monkeypatch.setenv(localmodel.THREADS_ENV, "3")
-    assert localmodel._threads() == 3
-    command = localmodel.server_command(Path("/m/x.gguf"), 1234)
-    assert command[1:3] == ["-m", localmodel.LAUNCHER] and command[command.index("--n_threads") + 1] == "3"
+    monkeypatch.setenv(llama_command.THREADS_ENV, "3")
+    assert llama_command.threads() == (3, False)
+    command = llama_command.server_command(Path("/m/x.gguf"), 1234)
+    assert command[1:3] == ["-m", llama_command.LAUNCHER] and command[command.index("--n_threads") + 1] == "3"
+    assert "--threads_free" not in command  # a setting is kept to
     assert command[command.index("--chat_format") + 1] == "letta-chatml"
     assert command[command.index("--cache") + 1] == "True"
-    monkeypatch.setenv(localmodel.THREADS_ENV, "many")
-    with pytest.raises(localmodel.LocalModelError, match="LETTA_CLI_MODEL_THREADS must be a whole number"):
-        localmodel._threads()
-    monkeypatch.delenv(localmodel.THREADS_ENV)
+    monkeypatch.setenv(llama_command.THREADS_ENV, "many")
+    with pytest.raises(llama_command.LocalModelError, match="LETTA_CLI_MODEL_THREADS must be a whole number"):
+        llama_command.threads()
+    monkeypatch.delenv(llama_command.THREADS_ENV)
     monkeypatch.setattr(os, "sched_getaffinity", lambda _: {0, 1})
-    assert localmodel._threads() == 1  # 2 cores: one thread (docs/benchmarks.md)
+    assert llama_command.threads() == (2, True)  # each completion takes those of the 2 that are free
+    command = llama_command.server_command(Path("/m/x.gguf"), 1234)
+    assert command[command.index("--threads_free") + 1] == "2" == command[command.index("--n_threads") + 1]
     monkeypatch.setattr(os, "sched_getaffinity", lambda _: set(range(16)))
-    assert localmodel._threads() == 4
+    assert llama_command.threads() == (4, True)
+
+
+def test_the_packaged_weights_are_served_as_their_q8_copy_and_an_override_as_it_is(monkeypatch, tmp_path):
+    source = tmp_path / "SmolLM2-135M-Instruct.Q4_1.gguf"
+    source.write_bytes(b"GGUF")
+    monkeypatch.delenv("LETTA_CLI_GGUF", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    command = llama_command.server_command(source, 1234)
+    served = Path(command[command.index("--model") + 1])
+    assert served.name == "SmolLM2-135M-Instruct.Q8_0.gguf" and served.is_relative_to(tmp_path / "cache" / "letta-cli")
+    assert command[command.index("--weights_from") + 1] == str(source)
+    assert command[command.index("--model_alias") + 1] == "SmolLM2-135M-Instruct.Q8_0"
+
+    source.write_bytes(b"GGUF, a newer release")  # another source: another copy, never a stale one
+    assert Path(llama_command.served_weights(source)[0]) != served
+
+    monkeypatch.setenv("LETTA_CLI_GGUF", str(source))
+    assert llama_command.served_weights(source) == (source, [])
+    monkeypatch.delenv("LETTA_CLI_GGUF")
+    assert llama_command.served_weights(tmp_path / "own.Q5_K.gguf") == (tmp_path / "own.Q5_K.gguf", [])
+    monkeypatch.delenv("XDG_CACHE_HOME")
+    monkeypatch.setenv("HOME", "")
+    assert llama_command.served_weights(source) == (source, [])  # no cache to put a copy in
+
+
+def test_the_launcher_makes_the_copy_once_and_serves_it(tmp_path):
+    """The real conversion: a Q8_0 file that llama.cpp loads, written under its name only when whole."""
+    needs_model()
+    from llama_cpp import Llama
+
+    from letta_cli.model import llama_server
+    from letta_cli.model.local_setup import gguf_path
+
+    source = gguf_path()
+    target = tmp_path / "cache" / "SmolLM2-135M-Instruct.Q8_0.gguf"
+    argv = ["launcher", "--model", str(target), "--weights_from", str(source), "--threads_free", "2", "--port", "1"]
+    args, most = llama_server.our_flags(argv)
+    assert args == ["launcher", "--model", str(target), "--port", "1"] and most == 2
+    assert [p.name for p in target.parent.iterdir()] == [target.name]  # no partial file left beside it
+    loaded = Llama(model_path=str(target), vocab_only=True, verbose=False)
+    assert loaded.metadata["general.file_type"] == "7"  # LLAMA_FTYPE_MOSTLY_Q8_0
+    made = target.stat().st_mtime_ns
+    llama_server.our_flags(argv)
+    assert target.stat().st_mtime_ns == made  # made once
+
+
+def test_a_copy_that_cannot_be_made_leaves_nothing_and_the_source_is_served(tmp_path, capfd):
+    needs_model()
+    from letta_cli.model import llama_server
+
+    source = tmp_path / "broken.Q4_1.gguf"
+    source.write_bytes(b"GGUF but not really")
+    target = tmp_path / "cache" / "broken.Q8_0.gguf"
+    args, most = llama_server.our_flags(["launcher", "--model", str(target), "--weights_from", str(source)])
+    assert args == ["launcher", "--model", str(source)] and most is None
+    assert "letta-cli: serving" in capfd.readouterr().err and list(target.parent.iterdir()) == []
 
 
 def test_is_available_is_cheap_and_does_not_import_llama_cpp():

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from letta_cli.model import local, local_setup
+from letta_cli.model import llama_command, local, local_setup
 from letta_cli.store.workspace import Workspace
 
 
@@ -48,5 +48,8 @@ def stop(ws: Workspace) -> bool:
 
 
 def weights() -> dict[str, Any]:
-    """Where the weights are (LocalModelMissing if they are not installed), and whether the server is."""
-    return {"gguf": str(local_setup.gguf_path()), "server_installed": local_setup.server_missing() is None}
+    """Where the weights are (LocalModelMissing if they are not installed), the file the server loads (their
+    Q8_0 copy, made on its first start, or the file $LETTA_CLI_GGUF names), and whether the server is installed."""
+    gguf = local_setup.gguf_path()
+    served, _ = llama_command.served_weights(gguf)
+    return {"gguf": str(gguf), "served": str(served), "server_installed": local_setup.server_missing() is None}

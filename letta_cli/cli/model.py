@@ -92,9 +92,12 @@ def stop_cmd(json_out: JsonOpt = False) -> None:
 
 @model_app.command("path")
 def path_cmd(json_out: JsonOpt = False) -> None:
-    """Print the path of the model weights (.gguf) that serve would use; fails if they are not installed.
+    """Print the path of the installed model weights (.gguf); fails if they are not installed.
 
-    Example: ls -lh "$(agents model path)"
+    The server loads their Q8_0 copy, made in ~/.cache/letta-cli on its first start ("served" in --json),
+    or the file $LETTA_CLI_GGUF names, as it is.
+
+    Example: ls -lh "$(agents model path)"; agents model path --json | jq -r .served
     """
     weights = localmodel.weights()
     if json_out:

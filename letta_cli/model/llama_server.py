@@ -15,17 +15,21 @@ from __future__ import annotations
 
 import functools
 import json
+import sys
 import time
 import uuid
+from pathlib import Path
 from typing import Any
 
-from letta_cli.model import chat_template
+from letta_cli.model import chat_template, free_cpus, weights
 
 HANDLER_NAME = "letta-chatml"
 MIN_CALL_TOKENS = 200  # a tool call cut by max_tokens is useless, so calls may use at least this many
 DEFAULT_TEMPERATURE = 0.2  # for requests that set none (SmolLM2's advice; llama-cpp-python's server says 0.8)
 NO_BIAS = -100.0  # a logit bias that rules a token out
-DEFAULT_MAX_TOKENS = 256  # for requests that set none: else a rambling small model writes until the context ends
+# For requests that set none: else a rambling small model writes until the context ends. SmolLM2-135M's answers
+# past ~100 tokens are rambles (code, lists of made-up items), and each token costs ~30 ms on 2 cores.
+DEFAULT_MAX_TOKENS = 128
 
 
 class _EvalCounter:
@@ -219,6 +223,8 @@ def letta_chatml(
         "seed": seed,
         "model": model,
     }
+    if _threads is not None:
+        _threads.fit(llama)
     gen = _Generation(llama, sampling)
     stops = [chat_template.END, *chat_template.MARKUP_STOPS, *([stop] if isinstance(stop, str) else stop or [])]
     content: str | None = None
@@ -262,10 +268,60 @@ def letta_chatml(
     }
 
 
+def our_flags(argv: list[str]) -> tuple[list[str], int | None]:
+    """The command line for llama_cpp's server, without the launcher's own flags, and the most threads a
+    completion may take if they adapt to the free CPUs (`--threads_free`), else None.
+
+    `--weights_from SOURCE`: make the file `--model` names from SOURCE first (model/weights.py); if that
+    fails, serve SOURCE as it is."""
+    import argparse
+
+    parser = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
+    parser.add_argument(weights.FROM_FLAG)
+    parser.add_argument(free_cpus.FLAG, type=int)
+    ours, rest = parser.parse_known_args(argv[1:])
+    args = [argv[0], *rest]
+    if ours.weights_from and "--model" in args[:-1]:
+        model = args.index("--model") + 1
+        try:
+            weights.make_copy(Path(ours.weights_from), Path(args[model]))
+        except OSError as e:
+            print(f"letta-cli: serving {ours.weights_from} as it is: {e}", file=sys.stderr, flush=True)
+            args[model] = ours.weights_from
+    return args, ours.threads_free
+
+
+class _Threads:
+    """Sets each completion's threads to the CPUs other processes leave free (model/free_cpus.py)."""
+
+    def __init__(self, most: int):
+        import os
+
+        cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+        self.free = free_cpus.FreeCpus(cpus, most)
+        self.current = 0
+
+    def fit(self, llama: Any) -> None:
+        import llama_cpp
+
+        n = self.free.count()
+        if n != self.current:
+            llama_cpp.llama_set_n_threads(llama._ctx.ctx, n, n)
+            self.current = n
+
+
+_threads: _Threads | None = None  # set by main() when the threads adapt
+
+
 def main() -> None:
     """Register the handler, let the usage carry `prompt_tokens_details`, and run llama_cpp's server."""
     from llama_cpp import llama_chat_format, llama_types
     from pydantic import ConfigDict
+
+    global _threads
+    sys.argv, most = our_flags(sys.argv)
+    if most:
+        _threads = _Threads(most)
 
     # The server's response model is a TypedDict; without this, pydantic drops keys it does not declare.
     llama_types.CompletionUsage.__pydantic_config__ = ConfigDict(extra="allow")  # type: ignore[attr-defined]

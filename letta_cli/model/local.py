@@ -3,7 +3,8 @@
 One server per workspace, started on demand and left running in its own session, so later commands reuse it.
 Its record (`.agents/model-server.json`) says where it listens; its output goes to `.agents/model-server.log`.
 Nothing here imports llama_cpp: the server runs as `python -m letta_cli.model.llama_server` (llama-cpp-python's
-server with our chat handler) in a separate process; what is installed is looked up in model/local_setup.py.
+server with our chat handler) in a separate process, with the command line model/llama_command.py builds;
+what is installed is looked up in model/local_setup.py.
 """
 
 from __future__ import annotations
@@ -11,12 +12,10 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import shlex
 import signal
 import socket
 import stat
 import subprocess
-import sys
 import time
 from collections.abc import Callable
 from datetime import datetime
@@ -27,24 +26,14 @@ from pydantic import BaseModel, Field, ValidationError
 from letta_cli.core.errors import Conflict, InvalidFile
 from letta_cli.core.ids import now
 from letta_cli.core.pids import pid_alive
+from letta_cli.model.llama_command import LAUNCHER, served_weights, server_command, server_env
 from letta_cli.model.local_setup import LocalModelError, check_installed
 from letta_cli.store.fsio import atomic_write_json, locked, storage_errors
 from letta_cli.store.workspace import Workspace
 
 LOCAL_MODEL = "local"  # what an agent writes as its model to use the embedded one
-LAUNCHER = "letta_cli.model.llama_server"  # llama-cpp-python's server, with our chat handler registered
-CHAT_FORMAT = "letta-chatml"  # our handler (model/llama_server.py): ChatML, grammar-bound tool calls, no escaping
-EXTRA_ARGS_ENV = "LETTA_CLI_MODEL_ARGS"  # extra llama_cpp.server flags, shell-quoted; they win over ours
-THREADS_ENV = "LETTA_CLI_MODEL_THREADS"  # threads of the server; default: see _threads()
-CONTEXT_TOKENS = 4096
-CACHE_BYTES = 256 * 1024 * 1024  # the server's RAM cache of evaluated prompts, looked up by longest prefix
-BATCH_TOKENS = 128
 START_TIMEOUT = 120.0  # seconds to wait for the server to answer
 STOP_TIMEOUT = 10.0  # seconds between SIGTERM and SIGKILL
-# Environment the server may inherit. Its settings are pydantic BaseSettings without a prefix, so a stray
-# API_KEY, PORT, HOST, MODEL, CHAT_FORMAT, ... in our environment would silently reconfigure it.
-ENV_NAMES = {"PATH", "HOME", "USER", "LOGNAME", "LANG", "TMPDIR", "TZ", "LD_LIBRARY_PATH", "VIRTUAL_ENV"}
-ENV_PREFIXES = ("LC_", "PYTHON", "GGML_", "LLAMA_", "OMP_", "CUDA_")
 
 
 class ServerInfo(BaseModel):
@@ -154,55 +143,6 @@ def _check_port(port: int) -> None:
             raise Conflict(f"port {port} on 127.0.0.1 is in use; choose another with --port") from None
 
 
-def _threads() -> int:
-    """$LETTA_CLI_MODEL_THREADS, else 1 on up to 3 CPUs, else half of them (at most 4).
-
-    llama.cpp's threads spin while they wait for each other, so when they compete with other busy processes
-    for every core, latency collapses; on 2 cores, 1 thread was as fast idle and far steadier busy
-    (docs/benchmarks.md). The 135M model gains little beyond 4.
-    """
-    setting = os.environ.get(THREADS_ENV, "").strip()
-    if setting:
-        if not setting.isdigit() or int(setting) < 1:
-            raise LocalModelError(f"{THREADS_ENV} must be a whole number of threads, got {setting!r}")
-        return int(setting)
-    try:
-        cpus = len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        cpus = os.cpu_count() or 1
-    return 1 if cpus <= 3 else min(cpus // 2, 4)
-
-
-def server_command(gguf: Path, port: int) -> list[str]:
-    """The command line of the server; $LETTA_CLI_MODEL_ARGS comes last, so its flags win."""
-    threads = str(_threads())
-    flags = {
-        "--model": str(gguf),
-        "--model_alias": gguf.stem,
-        "--chat_format": CHAT_FORMAT,
-        "--host": "127.0.0.1",
-        "--port": str(port),
-        "--n_ctx": str(CONTEXT_TOKENS),
-        "--n_threads": threads,
-        "--n_threads_batch": threads,
-        # Agents take turns on one server: keep the evaluated prompts of each, so a turn re-evaluates only what
-        # follows the longest prefix it shares with an earlier prompt (llama-cpp-python's RAM cache).
-        "--cache": "True",
-        "--cache_size": str(CACHE_BYTES),
-        "--n_batch": str(BATCH_TOKENS),
-        "--n_ubatch": str(BATCH_TOKENS),
-        "--logits_all": "False",
-        "--interrupt_requests": "False",  # else one agent's request cuts off another's stream
-        "--verbose": "False",
-    }
-    args = [item for pair in flags.items() for item in pair]
-    return [sys.executable, "-m", LAUNCHER, *args, *shlex.split(os.environ.get(EXTRA_ARGS_ENV, ""))]
-
-
-def _server_env() -> dict[str, str]:
-    return {k: v for k, v in os.environ.items() if k in ENV_NAMES or k.startswith(ENV_PREFIXES)}
-
-
 def log_tail(ws: Workspace, lines: int = 8) -> str:
     """The last non-empty lines of the server's log ("" if there is none, or it is not a regular file: a
     symbolic link planted there is never followed, so no other file's text can end up in an error message)."""
@@ -229,7 +169,7 @@ def _spawn(ws: Workspace, gguf: Path, port: int, *, detached: bool) -> subproces
             stdout=log if detached else None,
             stderr=subprocess.STDOUT if detached else None,
             cwd=ws.state_dir,
-            env=_server_env(),
+            env=server_env(),
             start_new_session=detached,
         )
 
@@ -243,7 +183,10 @@ def _start(ws: Workspace, port: int | None, *, detached: bool) -> tuple[ServerIn
         _check_port(port)
     proc = _spawn(ws, gguf, port, detached=detached)
     _children[proc.pid] = proc
-    info = ServerInfo(pid=proc.pid, port=port, base_url=f"http://127.0.0.1:{port}/v1", model=gguf.stem, gguf=str(gguf))
+    served, _ = served_weights(gguf)
+    info = ServerInfo(
+        pid=proc.pid, port=port, base_url=f"http://127.0.0.1:{port}/v1", model=served.stem, gguf=str(served)
+    )
     _write_record(ws, info)
     return info, proc
 
