@@ -8,6 +8,9 @@ prompt it evaluated last). The trace records it per call, so evaluated = prompt_
     .venv/bin/python bench/local_model.py                 # the demo, then the taste commands
     .venv/bin/python bench/local_model.py --only demo     # or --only taste
     .venv/bin/python bench/local_model.py --threads 2     # LETTA_CLI_MODEL_THREADS for the server
+    .venv/bin/python bench/local_model.py --gguf "$(.venv/bin/agents model path)" --threads 1
+                                                          # the server as before the Q8_0 copy and free-CPU threads
+    .venv/bin/python bench/local_model.py --busy 1        # with one process spinning on a core beside it
 
 Run it under `flock /tmp/letta-cpu.lock` on a shared machine; it prints the load average before and after,
 since other busy processes slow the model down several times over.
@@ -49,11 +52,8 @@ def load() -> str:
         return "?"
 
 
-def env(threads: int | None) -> dict[str, str]:
-    out = clean_env()
-    if threads is not None:
-        out["LETTA_CLI_MODEL_THREADS"] = str(threads)
-    return out
+def env(server: dict[str, str]) -> dict[str, str]:
+    return {**clean_env(), **server}
 
 
 def calls_of(root: Path) -> list[dict]:
@@ -99,13 +99,13 @@ def entities(root: Path) -> int:
     return sum(1 for r in replies if ENTITY.search(r))
 
 
-def bench_demo(threads: int | None) -> list[bool]:
+def bench_demo(server: dict[str, str]) -> list[bool]:
     folder = scratch("local-demo")
     root = folder / "demo"
     print(f"\n-- agents demo (load average before: {load()})")
     started = time.monotonic()
     proc = subprocess.run(
-        [PY, "-m", "letta_cli", "demo", "--dir", str(root)], cwd=REPO, env=env(threads), capture_output=True, text=True
+        [PY, "-m", "letta_cli", "demo", "--dir", str(root)], cwd=REPO, env=env(server), capture_output=True, text=True
     )
     wall = time.monotonic() - started
     summary = [line for line in proc.stdout.splitlines() if "checks passed" in line or "NOT DONE" in line]
@@ -125,7 +125,7 @@ def bench_demo(threads: int | None) -> list[bool]:
     return ok
 
 
-def bench_taste(threads: int | None) -> list[bool]:
+def bench_taste(server: dict[str, str]) -> list[bool]:
     folder = scratch("local-taste")
     print(f"\n-- the README's taste commands, model chosen by default (load average before: {load()})")
     cwd = folder
@@ -135,7 +135,7 @@ def bench_taste(threads: int | None) -> list[bool]:
         proc = subprocess.run(
             [PY, "-m", "letta_cli", *args],
             cwd=cwd,
-            env=env(threads),
+            env=env(server),
             input="review this" if "-" in args else None,
             capture_output=True,
             text=True,
@@ -147,7 +147,7 @@ def bench_taste(threads: int | None) -> list[bool]:
         if args[0] == "init":
             cwd = folder / "my-team"
     root = folder / "my-team"
-    subprocess.run([PY, "-m", "letta_cli", "model", "stop"], cwd=root, env=env(threads), capture_output=True)
+    subprocess.run([PY, "-m", "letta_cli", "model", "stop"], cwd=root, env=env(server), capture_output=True)
     print(f"   (load average after: {load()})")
     token_report(root, "taste")
     worst = max(t for _, t in times)
@@ -160,14 +160,32 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--only", choices=["demo", "taste"])
     parser.add_argument("--threads", type=int, help="LETTA_CLI_MODEL_THREADS for the server (default: its own)")
+    parser.add_argument("--gguf", help="LETTA_CLI_GGUF: serve this file as it is (default: the packaged weights' copy)")
+    parser.add_argument("--busy", type=int, default=0, help="processes spinning on a CPU each, beside the benchmark")
     args = parser.parse_args()
+    hogs = [subprocess.Popen([PY, "-c", "while True: pass"]) for _ in range(args.busy)]
+    try:
+        return run(args)
+    finally:
+        for hog in hogs:
+            hog.kill()
+            hog.wait()
+
+
+def run(args: argparse.Namespace) -> int:
+    server = {"LETTA_CLI_MODEL_THREADS": str(args.threads)} if args.threads else {}
+    if args.gguf:
+        server["LETTA_CLI_GGUF"] = args.gguf
     header("local model: demo and taste commands on SmolLM2-135M")
-    print(f"   threads: {args.threads or 'default'}; cpus free to us: {len(os.sched_getaffinity(0))}")
+    cpus = len(os.sched_getaffinity(0))
+    print(
+        f"   threads: {args.threads or 'default'}; weights: {args.gguf or 'default'}; cpus: {cpus}; busy: {args.busy}"
+    )
     ok: list[bool] = []
     if args.only in (None, "demo"):
-        ok += bench_demo(args.threads)
+        ok += bench_demo(server)
     if args.only in (None, "taste"):
-        ok += bench_taste(args.threads)
+        ok += bench_taste(server)
     return 0 if all(ok) else 1
 
 

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from letta_cli.core.errors import StorageError
-from letta_cli.model import chat_template, llama_command
+from letta_cli.model import chat_template, llama_command, llama_server
 from letta_cli.model import local as localmodel
 from letta_cli.store.workspace import Workspace
 from tests.conftest import CLI, REPO, base_env
@@ -110,6 +110,17 @@ def test_plain_completion(client, served):
     choice = response.choices[0]
     assert choice.message.role == "assistant" and choice.message.content
     assert response.usage.prompt_tokens > 0 and response.usage.completion_tokens > 0
+
+
+def test_a_request_without_max_tokens_is_cut_at_the_servers_default(client, served):
+    _, info = served
+    response = client.chat.completions.create(
+        model=info.model,
+        messages=[{"role": "user", "content": "Count from 1 to 1000, one number per line, and do not stop."}],
+        temperature=0,
+    )
+    assert response.choices[0].finish_reason == "length"
+    assert response.usage.completion_tokens <= llama_server.DEFAULT_MAX_TOKENS == 128
 
 
 def test_forced_tool_call_has_json_arguments(client, served):
@@ -455,7 +466,6 @@ def test_the_launcher_makes_the_copy_once_and_serves_it(tmp_path):
     needs_model()
     from llama_cpp import Llama
 
-    from letta_cli.model import llama_server
     from letta_cli.model.local_setup import gguf_path
 
     source = gguf_path()
@@ -473,8 +483,6 @@ def test_the_launcher_makes_the_copy_once_and_serves_it(tmp_path):
 
 def test_a_copy_that_cannot_be_made_leaves_nothing_and_the_source_is_served(tmp_path, capfd):
     needs_model()
-    from letta_cli.model import llama_server
-
     source = tmp_path / "broken.Q4_1.gguf"
     source.write_bytes(b"GGUF but not really")
     target = tmp_path / "cache" / "broken.Q8_0.gguf"
