@@ -49,13 +49,13 @@ def test_the_threads_are_the_cpus_others_leave_free(cpus, busy, most, threads):
 def test_the_count_follows_the_samples():
     samples = iter([(0, 0, 0), (200, 20, 10), (400, 200, 20), (600, 210, 200)])
     free = free_cpus.FreeCpus(2, 2, read=lambda: next(samples), interval=None)
-    assert free.count() == 2  # before any interval: all of them
+    assert free.count() == (2, 0.0)  # before any interval: all of them
     free.sample()
-    assert free.count() == 2  # others used 0.1 CPU
+    assert free.count() == (2, pytest.approx(0.1))  # others used 0.1 CPU
     free.sample()
-    assert free.count() == 1  # others used 1.7 CPUs
+    assert free.count() == (1, pytest.approx(1.7))
     free.sample()
-    assert free.count() == 2  # the busy ticks were our own
+    assert free.count() == (2, 0.0)  # the busy ticks were our own
 
 
 def cpu_ticks(pid: int) -> int:
@@ -82,3 +82,45 @@ def test_a_spinning_process_is_among_the_others_and_our_own_time_is_apart():
     assert others >= hog_after - hog_before - 2  # the hog's ticks are among the others' (2: ticks' rounding)
     busy = free_cpus.others_busy(before, after, cpus=2)
     assert busy == pytest.approx(others / (after[0] - before[0]) * 2)
+
+
+class StubModel:
+    """Stands in for llama_cpp.Llama: records what each `eval` call gets."""
+
+    n_batch = 2
+
+    def __init__(self):
+        self.calls: list[list[int]] = []
+
+    def eval(self, tokens):
+        self.calls.append(list(tokens))
+
+
+def test_each_batch_the_model_evaluates_runs_on_the_cpus_free_then(capfd):
+    from letta_cli.model.llama_server import _Threads
+
+    # the others' busy CPUs, one interval after another: 0.1, 1.7, then idle again
+    samples = iter([(0, 0, 0), (200, 20, 10), (400, 200, 20), (600, 210, 200)])
+    free = free_cpus.FreeCpus(2, 2, read=lambda: next(samples), interval=None)
+    set_to: list[tuple[list[int], int]] = []
+    model = StubModel()
+    threads = _Threads(free, lambda llama, n: set_to.append((list(llama.calls), n)))
+    threads.attach(model)
+    threads.attach(model)  # once only
+
+    free.sample()
+    model.eval([1, 2, 3])  # a prompt of two batches
+    free.sample()
+    model.eval([4])  # a token written, while another process took a CPU
+    model.eval([5])
+    free.sample()
+    model.eval([6])
+
+    assert model.calls == [[1, 2], [3], [4], [5], [6]]
+    assert set_to == [([], 2), ([[1, 2], [3]], 1), ([[1, 2], [3], [4], [5]], 2)]  # set before the batch, on change
+    log = capfd.readouterr().err.splitlines()
+    assert log == [
+        "letta-cli: 2 thread(s) from now on; other processes used 0.1 CPUs",
+        "letta-cli: 1 thread(s) from now on; other processes used 1.7 CPUs",
+        "letta-cli: 2 thread(s) from now on; other processes used 0.0 CPUs",
+    ]

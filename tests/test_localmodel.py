@@ -185,6 +185,19 @@ def test_the_model_reads_the_prompt_unescaped(client, served):
         assert response.usage.prompt_tokens == json.load(counted)["count"]
 
 
+def test_the_threads_are_fitted_to_the_free_cpus_and_the_log_says_so(client, served):
+    ws, info = served
+    client.chat.completions.create(model=info.model, messages=[{"role": "user", "content": "Hi."}], max_tokens=2)
+    lines = [line for line in localmodel.log_tail(ws, 400).splitlines() if "thread(s) from now on" in line]
+    cpus = len(os.sched_getaffinity(0))
+    if os.environ.get(llama_command.THREADS_ENV):
+        assert lines == []  # a fixed setting is kept to
+        return
+    assert lines, "the first completion sets the threads"
+    threads = int(lines[-1].split("letta-cli: ", 1)[1].split()[0])
+    assert 1 <= threads <= min(cpus, llama_command.MOST_THREADS)
+
+
 def test_a_repeated_prefix_is_reported_as_cached(client, served):
     _, info = served
     system = {"role": "system", "content": "You are a terse assistant. " * 20}
@@ -431,7 +444,7 @@ def test_threads_follow_the_setting_and_the_machine(monkeypatch):
         llama_command.threads()
     monkeypatch.delenv(llama_command.THREADS_ENV)
     monkeypatch.setattr(os, "sched_getaffinity", lambda _: {0, 1})
-    assert llama_command.threads() == (2, True)  # each completion takes those of the 2 that are free
+    assert llama_command.threads() == (2, True)  # the model takes those of the 2 that are free
     command = llama_command.server_command(Path("/m/x.gguf"), 1234)
     assert command[command.index("--threads_free") + 1] == "2" == command[command.index("--n_threads") + 1]
     monkeypatch.setattr(os, "sched_getaffinity", lambda _: set(range(16)))

@@ -1,10 +1,11 @@
-"""How many CPUs the other processes leave free: the local model's server runs each completion on that many threads.
+"""How many CPUs the other processes leave free: the local model's server evaluates on that many threads.
 
 llama.cpp's worker threads spin while they wait for each other. On this project's 2-core box, 2 threads
 evaluate a prompt 1.6-1.8x faster than 1 when nothing else runs, and 2x slower than 1 when another process
 keeps a core busy (docs/benchmarks.md). So a sampler thread reads, twice a second, how much CPU the machine
-spent (/proc/stat) and how much of it was the server's own (/proc/self/stat), and each completion takes the
-cores the others did not use over the last half second. Without /proc (not Linux) the count stays at its most.
+spent (/proc/stat) and how much of it was the server's own (/proc/self/stat), and each batch the model
+evaluates (up to 128 prompt tokens, or a token written) runs on the cores the others did not use over the last
+half second. Without /proc (not Linux) the count stays at its most.
 """
 
 from __future__ import annotations
@@ -46,8 +47,8 @@ def free_of(cpus: int, busy: float, most: int) -> int:
 
 
 class FreeCpus:
-    """`count()`: the CPUs free now (over the last interval). A daemon thread samples every `interval`
-    seconds (None: the caller calls `sample()`)."""
+    """The CPUs free now (over the last interval). A daemon thread samples every `interval` seconds
+    (None: the caller calls `sample()`)."""
 
     def __init__(
         self, cpus: int, most: int, read: Callable[[], Sample | None] = read_sample, interval: float | None = INTERVAL
@@ -68,9 +69,10 @@ class FreeCpus:
             self._busy = others_busy(self._last, now, self.cpus)
             self._last = now
 
-    def count(self) -> int:
+    def count(self) -> tuple[int, float]:
+        """(the CPUs free now, the CPUs' worth of time the others used over the last interval)."""
         with self._lock:
-            return free_of(self.cpus, self._busy, self.most)
+            return free_of(self.cpus, self._busy, self.most), self._busy
 
     def _run(self, interval: float) -> None:
         while True:

@@ -30,7 +30,7 @@ ENV_PREFIXES = ("LC_", "PYTHON", "GGML_", "LLAMA_", "OMP_", "CUDA_")
 
 def threads() -> tuple[int, bool]:
     """(threads, whether they adapt): $LETTA_CLI_MODEL_THREADS, fixed; else the CPUs (at most 4), of which
-    each completion takes those that other processes leave free (model/free_cpus.py).
+    each batch the model evaluates takes those that other processes leave free (model/free_cpus.py).
 
     llama.cpp's threads spin while they wait for each other: on 2 cores, 2 threads are 1.6-1.8x faster than
     1 when the machine is idle and 2x slower when another process keeps a core busy (docs/benchmarks.md).

@@ -15,9 +15,11 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 import sys
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -224,7 +226,7 @@ def letta_chatml(
         "model": model,
     }
     if _threads is not None:
-        _threads.fit(llama)
+        _threads.attach(llama)
     gen = _Generation(llama, sampling)
     stops = [chat_template.END, *chat_template.MARKUP_STOPS, *([stop] if isinstance(stop, str) else stop or [])]
     content: str | None = None
@@ -292,22 +294,47 @@ def our_flags(argv: list[str]) -> tuple[list[str], int | None]:
 
 
 class _Threads:
-    """Sets each completion's threads to the CPUs other processes leave free (model/free_cpus.py)."""
+    """Fits the model's threads to the CPUs other processes leave free (model/free_cpus.py) before each of its
+    evaluations: each batch of prompt tokens and each token written. So a count taken while the requesting
+    process was still busy (importing, building the request) is put right within the first half second."""
 
-    def __init__(self, most: int):
-        import os
-
-        cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-        self.free = free_cpus.FreeCpus(cpus, most)
+    def __init__(self, free: free_cpus.FreeCpus, set_threads: Callable[[Any, int], None] | None = None):
+        self.free = free
+        self.set_threads = set_threads or _set_llama_threads
         self.current = 0
 
-    def fit(self, llama: Any) -> None:
-        import llama_cpp
+    def attach(self, llama: Any) -> None:
+        """Wrap the model's `eval` (once) so that each batch it evaluates runs on the CPUs free then (the
+        counter of evaluated tokens, `_EvalCounter`, wraps this and still sees a prompt as one call)."""
+        if getattr(llama, "_letta_threads", None) is self:
+            return
+        original = llama.eval
 
-        n = self.free.count()
+        def fitted(tokens: Any) -> None:
+            for start in range(0, len(tokens), llama.n_batch):  # as Llama.eval batches them, one call a batch
+                self.fit(llama)
+                original(tokens[start : start + llama.n_batch])
+
+        llama.eval = fitted
+        llama._letta_threads = self
+
+    def fit(self, llama: Any) -> None:
+        n, busy = self.free.count()
         if n != self.current:
-            llama_cpp.llama_set_n_threads(llama._ctx.ctx, n, n)
+            self.set_threads(llama, n)
             self.current = n
+            # in the server's log: why a completion ran slower or faster than the one before
+            print(
+                f"letta-cli: {n} thread(s) from now on; other processes used {busy:.1f} CPUs",
+                file=sys.stderr,
+                flush=True,
+            )
+
+
+def _set_llama_threads(llama: Any, n: int) -> None:
+    import llama_cpp
+
+    llama_cpp.llama_set_n_threads(llama._ctx.ctx, n, n)
 
 
 _threads: _Threads | None = None  # set by main() when the threads adapt
@@ -321,7 +348,8 @@ def main() -> None:
     global _threads
     sys.argv, most = our_flags(sys.argv)
     if most:
-        _threads = _Threads(most)
+        cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+        _threads = _Threads(free_cpus.FreeCpus(cpus, most))
 
     # The server's response model is a TypedDict; without this, pydantic drops keys it does not declare.
     llama_types.CompletionUsage.__pydantic_config__ = ConfigDict(extra="allow")  # type: ignore[attr-defined]
