@@ -494,6 +494,21 @@ def test_the_launcher_makes_the_copy_once_and_serves_it(tmp_path):
     assert target.stat().st_mtime_ns == made  # made once
 
 
+def test_partial_copies_of_killed_servers_are_removed_and_a_live_ones_kept(tmp_path):
+    from letta_cli.model import weights
+
+    target = tmp_path / "SmolLM2-135M-Instruct.Q8_0.gguf"
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    stale = tmp_path / f".{target.name}.{dead.pid}.partial"
+    live = tmp_path / f".{target.name}.{os.getpid()}.partial"
+    other = tmp_path / f".other.gguf.{dead.pid}.partial"
+    for path in (stale, live, other):
+        path.write_bytes(b"half a model")
+    weights.remove_dead_partials(target)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([live.name, other.name])
+
+
 def test_a_copy_that_cannot_be_made_leaves_nothing_and_the_source_is_served(tmp_path, capfd):
     needs_model()
     source = tmp_path / "broken.Q4_1.gguf"

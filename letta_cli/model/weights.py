@@ -17,6 +17,8 @@ import contextlib
 import os
 from pathlib import Path
 
+from letta_cli.core.pids import pid_alive
+
 CACHE_ENV = "XDG_CACHE_HOME"
 SOURCE_TYPE = ".Q4_1"  # what the packaged file's name ends with (before .gguf)
 SERVED_TYPE = ".Q8_0"
@@ -59,6 +61,7 @@ def make_copy(source: Path, target: Path) -> None:
     import llama_cpp
 
     target.parent.mkdir(parents=True, exist_ok=True)
+    remove_dead_partials(target)
     partial = target.with_name(f".{target.name}.{os.getpid()}.partial")
     params = llama_cpp.llama_model_quantize_default_params()
     params.ftype = LLAMA_FTYPE_MOSTLY_Q8_0
@@ -73,3 +76,13 @@ def make_copy(source: Path, target: Path) -> None:
     finally:
         with contextlib.suppress(FileNotFoundError):
             partial.unlink()
+
+
+def remove_dead_partials(target: Path) -> None:
+    """Delete the partial copies of `target` whose writers are gone (a server killed while converting): 145 MB
+    each, never loaded, and nothing else would remove them. One being written by a live process is left."""
+    for partial in target.parent.glob(f".{target.name}.*.partial"):
+        pid = partial.name.removeprefix(f".{target.name}.").removesuffix(".partial")
+        if pid.isdigit() and not pid_alive(int(pid)):
+            with contextlib.suppress(FileNotFoundError):
+                partial.unlink()
