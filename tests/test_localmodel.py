@@ -293,6 +293,24 @@ def test_two_shells_starting_at_once_get_one_server(tmp_path, ws, fresh):
     assert cli.ok("model", "stop", "--json").json() == {"stopped": True}
 
 
+def test_a_server_whose_workspace_is_deleted_stops_by_itself(tmp_path):
+    """`rm -rf` of a workspace, with no `agents model stop`: the server exits on its own."""
+    needs_model()
+    import shutil
+
+    ws = Workspace(tmp_path / "doomed")
+    (ws.root / "agents.d").mkdir(parents=True)
+    info = localmodel.serve(ws)
+    child = localmodel._children[info.pid]
+    try:
+        shutil.rmtree(ws.root)
+        assert child.wait(timeout=30) == 0
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait()
+
+
 def test_library_stop_kills_the_process_and_removes_the_record(fresh):
     ws = fresh
     info = localmodel.serve(ws)
@@ -445,8 +463,9 @@ def test_threads_follow_the_setting_and_the_machine(monkeypatch):
     monkeypatch.delenv(llama_command.THREADS_ENV)
     monkeypatch.setattr(os, "sched_getaffinity", lambda _: {0, 1})
     assert llama_command.threads() == (2, True)  # the model takes those of the 2 that are free
-    command = llama_command.server_command(Path("/m/x.gguf"), 1234)
+    command = llama_command.server_command(Path("/m/x.gguf"), 1234, Path("/w/.agents"))
     assert command[command.index("--threads_free") + 1] == "2" == command[command.index("--n_threads") + 1]
+    assert command[command.index("--exit_without") + 1] == "/w/.agents"
     monkeypatch.setattr(os, "sched_getaffinity", lambda _: set(range(16)))
     assert llama_command.threads() == (4, True)
 
@@ -484,8 +503,9 @@ def test_the_launcher_makes_the_copy_once_and_serves_it(tmp_path):
     source = gguf_path()
     target = tmp_path / "cache" / "SmolLM2-135M-Instruct.Q8_0.gguf"
     argv = ["launcher", "--model", str(target), "--weights_from", str(source), "--threads_free", "2", "--port", "1"]
-    args, most = llama_server.our_flags(argv)
-    assert args == ["launcher", "--model", str(target), "--port", "1"] and most == 2
+    args, ours = llama_server.our_flags([*argv, "--exit_without", str(tmp_path)])
+    assert args == ["launcher", "--model", str(target), "--port", "1"]
+    assert ours.threads_free == 2 and ours.exit_without == str(tmp_path)
     assert [p.name for p in target.parent.iterdir()] == [target.name]  # no partial file left beside it
     loaded = Llama(model_path=str(target), vocab_only=True, verbose=False)
     assert loaded.metadata["general.file_type"] == "7"  # LLAMA_FTYPE_MOSTLY_Q8_0
@@ -514,8 +534,8 @@ def test_a_copy_that_cannot_be_made_leaves_nothing_and_the_source_is_served(tmp_
     source = tmp_path / "broken.Q4_1.gguf"
     source.write_bytes(b"GGUF but not really")
     target = tmp_path / "cache" / "broken.Q8_0.gguf"
-    args, most = llama_server.our_flags(["launcher", "--model", str(target), "--weights_from", str(source)])
-    assert args == ["launcher", "--model", str(source)] and most is None
+    args, ours = llama_server.our_flags(["launcher", "--model", str(target), "--weights_from", str(source)])
+    assert args == ["launcher", "--model", str(source)] and ours.threads_free is None
     assert "letta-cli: serving" in capfd.readouterr().err and list(target.parent.iterdir()) == []
 
 

@@ -55,8 +55,12 @@ def served_weights(gguf: Path) -> tuple[Path, list[str]]:
     return (copy, [weights.FROM_FLAG, str(gguf)]) if copy is not None else (gguf, [])
 
 
-def server_command(gguf: Path, port: int) -> list[str]:
-    """The command line of the server; $LETTA_CLI_MODEL_ARGS comes last, so its flags win."""
+EXIT_WITHOUT_FLAG = "--exit_without"  # the launcher's flag (model/llama_server.py): stop once this folder is gone
+
+
+def server_command(gguf: Path, port: int, state_dir: Path | None = None) -> list[str]:
+    """The command line of the server; $LETTA_CLI_MODEL_ARGS comes last, so its flags win. With `state_dir`
+    (the workspace's `.agents`), the server stops by itself once that folder is deleted."""
     count, adapt = threads()
     served, make = served_weights(gguf)
     flags = {
@@ -80,6 +84,8 @@ def server_command(gguf: Path, port: int) -> list[str]:
     }
     args = [item for pair in flags.items() for item in pair]
     ours = [*make, *([free_cpus.FLAG, str(count)] if adapt else [])]  # the launcher's own flags
+    if state_dir is not None:
+        ours += [EXIT_WITHOUT_FLAG, str(state_dir)]
     return [sys.executable, "-m", LAUNCHER, *args, *ours, *shlex.split(os.environ.get(EXTRA_ARGS_ENV, ""))]
 
 

@@ -17,13 +17,14 @@ import functools
 import json
 import os
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from letta_cli.model import chat_template, free_cpus, weights
+from letta_cli.model import chat_template, free_cpus, llama_command, weights
 
 HANDLER_NAME = "letta-chatml"
 MIN_CALL_TOKENS = 200  # a tool call cut by max_tokens is useless, so calls may use at least this many
@@ -270,9 +271,13 @@ def letta_chatml(
     }
 
 
-def our_flags(argv: list[str]) -> tuple[list[str], int | None]:
-    """The command line for llama_cpp's server, without the launcher's own flags, and the most threads a
-    completion may take if they adapt to the free CPUs (`--threads_free`), else None.
+WATCH_INTERVAL = 2.0  # seconds between looks at that folder
+
+
+def our_flags(argv: list[str]) -> tuple[list[str], Any]:
+    """The command line for llama_cpp's server without the launcher's own flags, and those flags:
+    `threads_free` (the most threads the model may take, fitted to the free CPUs; None: fixed),
+    `exit_without` (a folder: the workspace's state folder).
 
     `--weights_from SOURCE`: make the file `--model` names from SOURCE first (model/weights.py); if that
     fails, serve SOURCE as it is."""
@@ -281,6 +286,7 @@ def our_flags(argv: list[str]) -> tuple[list[str], int | None]:
     parser = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
     parser.add_argument(weights.FROM_FLAG)
     parser.add_argument(free_cpus.FLAG, type=int)
+    parser.add_argument(llama_command.EXIT_WITHOUT_FLAG)
     ours, rest = parser.parse_known_args(argv[1:])
     args = [argv[0], *rest]
     if ours.weights_from and "--model" in args[:-1]:
@@ -290,7 +296,29 @@ def our_flags(argv: list[str]) -> tuple[list[str], int | None]:
         except OSError as e:
             print(f"letta-cli: serving {ours.weights_from} as it is: {e}", file=sys.stderr, flush=True)
             args[model] = ours.weights_from
-    return args, ours.threads_free
+    return args, ours
+
+
+def exit_without(folder: str) -> None:
+    """Exit the server once `folder` is deleted or replaced by another (a daemon thread looks every 2 s): a
+    workspace removed with `rm -rf` would otherwise leave its server running, with nothing to stop it."""
+    try:
+        first = os.stat(folder).st_ino
+    except OSError:
+        return
+
+    def watch() -> None:
+        while True:
+            time.sleep(WATCH_INTERVAL)
+            try:
+                gone = os.stat(folder).st_ino != first
+            except OSError:
+                gone = True
+            if gone:
+                print(f"letta-cli: {folder} is gone; the server stops", file=sys.stderr, flush=True)
+                os._exit(0)
+
+    threading.Thread(target=watch, name="exit-without", daemon=True).start()
 
 
 class _Threads:
@@ -346,10 +374,12 @@ def main() -> None:
     from pydantic import ConfigDict
 
     global _threads
-    sys.argv, most = our_flags(sys.argv)
-    if most:
+    sys.argv, ours = our_flags(sys.argv)
+    if ours.threads_free:
         cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-        _threads = _Threads(free_cpus.FreeCpus(cpus, most))
+        _threads = _Threads(free_cpus.FreeCpus(cpus, ours.threads_free))
+    if ours.exit_without:
+        exit_without(ours.exit_without)
 
     # The server's response model is a TypedDict; without this, pydantic drops keys it does not declare.
     llama_types.CompletionUsage.__pydantic_config__ = ConfigDict(extra="allow")  # type: ignore[attr-defined]

@@ -164,7 +164,7 @@ def _spawn(ws: Workspace, gguf: Path, port: int, *, detached: bool) -> subproces
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
     with open(fd, "wb") as log:
         return subprocess.Popen(
-            server_command(gguf, port),
+            server_command(gguf, port, ws.state_dir),
             stdin=subprocess.DEVNULL,
             stdout=log if detached else None,
             stderr=subprocess.STDOUT if detached else None,
