@@ -10,14 +10,22 @@ half second. Without /proc (not Linux) the count stays at its most.
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
 
-FLAG = "--threads_free"  # the server launcher's flag (model/llama_server.py): adapt the threads, up to N
 INTERVAL = 0.5  # seconds between samples
 Sample = tuple[int, int, int]  # (all CPUs' ticks, their busy ticks, this process's ticks)
+
+
+def usable_cpus() -> int:
+    """The CPUs this process may run on (its affinity where the system says, else all of them)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
 
 
 def read_sample(proc: Path = Path("/proc")) -> Sample | None:

@@ -20,6 +20,10 @@ CONTEXT_TOKENS = 4096
 CACHE_BYTES = 256 * 1024 * 1024  # the server's RAM cache of evaluated prompts, looked up by longest prefix
 BATCH_TOKENS = 128
 MOST_THREADS = 4  # the 135M model gains little beyond
+# The launcher's own flags (model/llama_server.py takes them off before llama_cpp's server reads the rest):
+WEIGHTS_FROM_FLAG = "--weights_from"  # make the file --model names from this one (model/weights.py), then serve it
+THREADS_FREE_FLAG = "--threads_free"  # fit the threads to the free CPUs (model/free_cpus.py), up to N
+EXIT_WITHOUT_FLAG = "--exit_without"  # stop once this folder (the workspace's .agents) is deleted or replaced
 # Environment the server may inherit. Its settings are pydantic BaseSettings without a prefix, so a stray
 # API_KEY, PORT, HOST, MODEL, CHAT_FORMAT, ... in our environment would silently reconfigure it.
 ENV_NAMES = {
@@ -40,11 +44,7 @@ def threads() -> tuple[int, bool]:
         if not setting.isdigit() or int(setting) < 1:
             raise LocalModelError(f"{THREADS_ENV} must be a whole number of threads, got {setting!r}")
         return int(setting), False
-    try:
-        cpus = len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        cpus = os.cpu_count() or 1
-    return min(cpus, MOST_THREADS), True
+    return min(free_cpus.usable_cpus(), MOST_THREADS), True
 
 
 def served_weights(gguf: Path) -> tuple[Path, list[str]]:
@@ -52,10 +52,7 @@ def served_weights(gguf: Path) -> tuple[Path, list[str]]:
     as their Q8_0 copy in the user's cache (model/weights.py), made on the first start; a file named by
     $LETTA_CLI_GGUF is served as it is."""
     copy = None if os.environ.get(GGUF_ENV) else weights.copy_path(gguf)
-    return (copy, [weights.FROM_FLAG, str(gguf)]) if copy is not None else (gguf, [])
-
-
-EXIT_WITHOUT_FLAG = "--exit_without"  # the launcher's flag (model/llama_server.py): stop once this folder is gone
+    return (copy, [WEIGHTS_FROM_FLAG, str(gguf)]) if copy is not None else (gguf, [])
 
 
 def server_command(gguf: Path, port: int, state_dir: Path | None = None) -> list[str]:
@@ -83,7 +80,7 @@ def server_command(gguf: Path, port: int, state_dir: Path | None = None) -> list
         "--verbose": "False",
     }
     args = [item for pair in flags.items() for item in pair]
-    ours = [*make, *([free_cpus.FLAG, str(count)] if adapt else [])]  # the launcher's own flags
+    ours = [*make, *([THREADS_FREE_FLAG, str(count)] if adapt else [])]  # the launcher's own flags
     if state_dir is not None:
         ours += [EXIT_WITHOUT_FLAG, str(state_dir)]
     return [sys.executable, "-m", LAUNCHER, *args, *ours, *shlex.split(os.environ.get(EXTRA_ARGS_ENV, ""))]

@@ -271,7 +271,7 @@ def letta_chatml(
     }
 
 
-WATCH_INTERVAL = 2.0  # seconds between looks at that folder
+WATCH_INTERVAL = 2.0  # seconds between looks at the folder of --exit_without
 
 
 def our_flags(argv: list[str]) -> tuple[list[str], Any]:
@@ -284,8 +284,8 @@ def our_flags(argv: list[str]) -> tuple[list[str], Any]:
     import argparse
 
     parser = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
-    parser.add_argument(weights.FROM_FLAG)
-    parser.add_argument(free_cpus.FLAG, type=int)
+    parser.add_argument(llama_command.WEIGHTS_FROM_FLAG)
+    parser.add_argument(llama_command.THREADS_FREE_FLAG, type=int)
     parser.add_argument(llama_command.EXIT_WITHOUT_FLAG)
     ours, rest = parser.parse_known_args(argv[1:])
     args = [argv[0], *rest]
@@ -376,8 +376,7 @@ def main() -> None:
     global _threads
     sys.argv, ours = our_flags(sys.argv)
     if ours.threads_free:
-        cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-        _threads = _Threads(free_cpus.FreeCpus(cpus, ours.threads_free))
+        _threads = _Threads(free_cpus.FreeCpus(free_cpus.usable_cpus(), ours.threads_free))
     if ours.exit_without:
         exit_without(ours.exit_without)
 

@@ -18,12 +18,12 @@ import os
 from pathlib import Path
 
 from letta_cli.core.pids import pid_alive
+from letta_cli.model.free_cpus import usable_cpus
 
 CACHE_ENV = "XDG_CACHE_HOME"
 SOURCE_TYPE = ".Q4_1"  # what the packaged file's name ends with (before .gguf)
 SERVED_TYPE = ".Q8_0"
 LLAMA_FTYPE_MOSTLY_Q8_0 = 7  # llama.h's enum llama_ftype
-FROM_FLAG = "--weights_from"  # the launcher's own flag: make the file --model names from this one, then serve it
 
 
 def cache_dir() -> Path | None:
@@ -66,7 +66,7 @@ def make_copy(source: Path, target: Path) -> None:
     params = llama_cpp.llama_model_quantize_default_params()
     params.ftype = LLAMA_FTYPE_MOSTLY_Q8_0
     params.allow_requantize = True
-    params.nthread = max(1, min(os.cpu_count() or 1, 4))
+    params.nthread = min(usable_cpus(), 4)
     try:
         if llama_cpp.llama_model_quantize(str(source).encode(), str(partial).encode(), ctypes.byref(params)) != 0:
             raise OSError(f"llama.cpp could not convert {source} to Q8_0")
